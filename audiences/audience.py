@@ -1,0 +1,154 @@
+"""Selecting an audience: suppression, keyset-paginated batches, counts and plans.
+
+Whatever a segment says, :func:`eligible_clause` keeps erased contacts, contacts not
+subscribed on the channel and contacts without an address on it out of every send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, func, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from audiences.consent import status_column
+from audiences.sqlfuncs import Explain
+from reach.db.schema import SUBSCRIBED, contacts
+
+_TIME_COLUMNS = ("created_at", "updated_at", "erased_at")
+
+
+def eligible_clause(channel: str) -> ColumnElement[bool]:
+    """Not erased, ``subscribed`` on ``channel``, and an address (email / phone) on it."""
+    address = contacts.c.email if channel == "email" else contacts.c.phone
+    return and_(
+        contacts.c.erased_at.is_(None),
+        status_column(channel) == SUBSCRIBED,
+        address.is_not(None),
+        address != "",
+    )
+
+
+def audience_query(
+    where: ColumnElement[bool], channel: str, after_id: int = 0, limit: int | None = None
+) -> Select[Any]:
+    """Full contact rows matching ``where`` and eligible on ``channel``, by id after
+    ``after_id`` (keyset pagination: resume from the last id sent)."""
+    stmt = (
+        select(contacts)
+        .where(where, eligible_clause(channel), contacts.c.id > after_id)
+        .order_by(contacts.c.id)
+    )
+    return stmt.limit(limit) if limit is not None else stmt
+
+
+class Contact(Mapping[str, Any]):
+    """A contact as templates see it, read straight from its database row (no copy).
+
+    Columns come first, custom attributes after them (a column wins); empty columns are
+    left out rather than None, so a template sees a missing value as missing:
+    ``| default(...)`` applies, and without it validation reports the gap instead of
+    mailing the word "None". ``attributes`` is the attribute dict itself. Naive timestamps
+    (SQLite keeps no offset) are read as UTC.
+
+    Building a dict per contact cost more than fetching the row; this view costs one small
+    object, which is what lets a send stream its audience at the database's pace.
+    """
+
+    __slots__ = ("_row", "_index", "_attrs")
+
+    def __init__(self, row: Sequence[Any], index: dict[str, int], attrs: dict[str, Any]):
+        self._row, self._index, self._attrs = row, index, attrs
+
+    def __getitem__(self, key: str) -> Any:
+        i = self._index.get(key)
+        if i is not None:
+            value = self._row[i]
+            if value is not None:
+                if key in _TIME_COLUMNS and value.tzinfo is None:
+                    return value.replace(tzinfo=UTC)
+                return value
+            if key == "attributes":
+                return self._attrs
+        return self._attrs[key]
+
+    def __iter__(self) -> Iterator[str]:
+        row, index = self._row, self._index
+        present = [k for k, i in index.items() if row[i] is not None]
+        yield from present
+        yield from (k for k in self._attrs if k not in index or row[index[k]] is None)
+        if "attributes" not in present:
+            yield "attributes"
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"Contact({dict(self)!r})"
+
+
+def contacts_from(keys: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Contact]:
+    """Views over fetched contact rows (``keys`` as the result's column names)."""
+    index = {k: i for i, k in enumerate(keys)}
+    at = index["attributes"]
+    return [Contact(row, index, row[at] or {}) for row in rows]
+
+
+def contact_dict(row: Any) -> dict[str, Any]:
+    """A contact row (mapping or (key, value) pairs) as a plain dict with the same content
+    as :class:`Contact` (for callers that change it)."""
+    data = dict(row)
+    keys = list(data)
+    return dict(Contact([data[k] for k in keys], {k: i for i, k in enumerate(keys)},
+                        data.get("attributes") or {}))
+
+
+def iter_audience(
+    conn: Connection,
+    where: ColumnElement[bool],
+    channel: str,
+    batch_size: int = 1000,
+    after_id: int = 0,
+) -> Iterator[list[Contact]]:
+    """Batches of contacts (see :class:`Contact`), in id order, each one query."""
+    while True:
+        result = conn.execute(audience_query(where, channel, after_id, batch_size))
+        keys = tuple(result.keys())
+        # fetchall: one driver call per batch (row-by-row fetching cost a third of the time).
+        batch = contacts_from(keys, result.fetchall())
+        if not batch:
+            return
+        yield batch
+        if len(batch) < batch_size:
+            return
+        after_id = batch[-1]["id"]
+
+
+def count(conn: Connection, where: ColumnElement[bool], channel: str | None = None) -> int:
+    """How many contacts match; with ``channel``, only those who can be sent to on it."""
+    eligible = eligible_clause(channel) if channel else contacts.c.erased_at.is_(None)
+    stmt = select(func.count()).select_from(contacts).where(where, eligible)
+    return int(conn.execute(stmt).scalar_one())
+
+
+def explain(
+    conn: Connection, where: ColumnElement[bool], *, analyze: bool = False
+) -> tuple[str, str]:
+    """(SQL with values shown, the database's plan) of counting ``where``.
+
+    The SQL text shows values inline for reading only; it is never what is executed.
+    """
+    stmt = select(func.count()).select_from(contacts).where(where)
+    try:
+        sql = str(stmt.compile(conn, compile_kwargs={"literal_binds": True}))
+    except Exception:  # a type without a literal renderer: show placeholders and params
+        compiled = stmt.compile(conn)
+        sql = f"{compiled}\n-- parameters: {compiled.params}"
+    rows = conn.execute(Explain(stmt, analyze=analyze)).all()
+    if conn.dialect.name == "sqlite":  # (id, parent, notused, detail)
+        plan = "\n".join(str(r[-1]) for r in rows)
+    else:
+        plan = "\n".join(str(r[0]) for r in rows)
+    return sql, plan

@@ -1,0 +1,108 @@
+"""Benchmark: one journey tick over N contacts on PostgreSQL, outbox transport.
+
+    python benchmarks/journey_tick.py --contacts 100000 \
+        --database postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+A three-step journey (email → wait 1d → update). Tick 1 enrols everybody, renders and
+writes one email each, and parks them at the wait; tick 2 (a day later) runs the update.
+Reports contacts advanced per second for each tick and the peak traced Python memory
+(tracemalloc) and the process's maximum RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import secrets
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+from sqlalchemy import insert, text
+
+MJML = """<mjml><mj-body><mj-section><mj-column>
+<mj-text>Hi {{ contact.first_name | default('there') }}, welcome to Acme.</mj-text>
+<mj-button href="https://acme.test/start">Start</mj-button>
+</mj-column></mj-section></mj-body></mjml>
+"""
+JOURNEY = """journey: bench
+entry: {segment: everyone}
+settings: {from: "Acme <hello@acme.test>"}
+steps:
+  - {id: hello, email: {template: templates/hello.mjml, subject: "Hi {{ contact.first_name }}"}}
+  - {id: pause, wait: 1d}
+  - {id: tag, update: {attributes: {onboarded: true}}}
+"""
+
+
+def main() -> None:
+    # Sibling benchmark scripts (e.g. tracking.py) must not shadow the packages.
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--no-trace", action="store_true",
+                        help="skip tracemalloc (it slows Python down); RSS is still reported")
+    parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+
+    from journeys.plan import compile_journey
+    from journeys.runtime import tick_journey
+    from reach import clock
+    from reach.db.engine import connect, make_engine
+    from reach.project import load_project
+    from reach.settings import load_settings
+
+    schema = f"bench_{secrets.token_hex(4)}"
+    admin = make_engine(args.database)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{args.database}{'&' if '?' in args.database else '?'}options=-csearch_path%3D{schema}"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            for rel, body in {"segments/everyone.yaml": "segment: everyone\nconditions: []\n",
+                              "templates/hello.mjml": MJML, "journeys/bench.yaml": JOURNEY}.items():
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                (root / rel).write_text(body)
+            (root / "reach.toml").write_text(f'secret_key = "bench-{secrets.token_hex(8)}"\n'
+                                             f'database_url = "{url}"\n')
+            cfg = load_settings(root)
+            project = load_project(cfg)
+            assert project.ok, project.diagnostics
+            plan = compile_journey(project, "bench")
+            engine = connect(url)
+            t0 = clock.parse_instant("2026-03-02T10:00:00+00:00")
+            with engine.begin() as conn:
+                for lo in range(0, args.contacts, 10_000):
+                    conn.execute(insert(__import__("reach.db.schema").db.schema.contacts), [
+                        {"email": f"c{i}@example.com", "first_name": f"C{i}", "attributes": {},
+                         "email_status": "subscribed", "sms_status": "subscribed",
+                         "created_at": t0, "updated_at": t0}
+                        for i in range(lo, min(args.contacts, lo + 10_000))])
+            if not args.no_trace:
+                tracemalloc.start()
+            for label, at in (("tick 1 (enrol + render + send)", t0),
+                              ("tick 2 (update)", t0.replace(day=3))):
+                with clock.frozen(at):
+                    started = time.perf_counter()
+                    stats = tick_journey(cfg, engine, plan, owner="bench",
+                                         batch_size=args.batch)
+                    took = time.perf_counter() - started
+                print(f"{label}: {stats.advanced} contacts advanced, {stats.sent} sent in "
+                      f"{took:.1f} s = {stats.advanced / took:,.0f} contacts/s")
+            _, peak = tracemalloc.get_traced_memory()
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"peak traced Python memory {peak / 2**20:.1f} MiB; max RSS {rss:.0f} MiB")
+            engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Outbox messengers: the embedded default, writing exactly what would have gone out.
+
+- email: one ``outbox/email/{ledger_id}.eml`` per message, written to a temporary name and
+  renamed, so a crash never leaves half a file and a resend replaces the same file;
+- sms: one JSON line per message in ``outbox/sms/messages.jsonl``;
+- webhook: one JSON line per call in ``outbox/webhook/calls.jsonl``.
+
+Writes are synchronous on purpose: a page-cache write of a few KB costs less than a hop to a
+thread. Durability comes at ``flush()``, which fsyncs what was written since the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import IO, Any
+
+from campaigns.channels.base import OutgoingMessage, SendResult
+from reach.clock import now
+from reach.settings import Settings
+
+# GSM 03.38 basic table (one septet) and extension table (escape + one septet).
+_GSM_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_EXTENSION = set("\f^{}\\[~]|€")
+
+
+def sms_segments(body: str) -> tuple[str, int]:
+    """(encoding, segments) per 3GPP TS 23.038; escape and surrogate pairs never split.
+
+    The outbox uses the renderer's figures when the message carries them (``headers``
+    ``encoding`` / ``segments``); this is the fallback for messages built elsewhere.
+    """
+    if all(ch in _GSM_BASIC or ch in _GSM_EXTENSION for ch in body):
+        units = [2 if ch in _GSM_EXTENSION else 1 for ch in body]
+        encoding, single, multi = "GSM-7", 160, 153
+    else:
+        units = [2 if ord(ch) > 0xFFFF else 1 for ch in body]
+        encoding, single, multi = "UCS-2", 70, 67
+    if sum(units) <= single:
+        return encoding, 1
+    segments, used = 1, 0
+    for width in units:
+        if used + width > multi:
+            segments, used = segments + 1, 0
+        used += width
+    return encoding, segments
+
+
+class _JsonLines:
+    """An append-only JSON-lines file; each line is written with one ``write`` call."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file: IO[str] | None = None
+        self._dirty = False
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        # Hand it to the OS at once: a killed process must not lose acknowledged lines.
+        self._file.flush()
+        self._dirty = True
+
+    def sync(self) -> None:
+        if self._file is not None and self._dirty:
+            os.fsync(self._file.fileno())
+            self._dirty = False
+
+    def close(self) -> None:
+        if self._file is not None:
+            self.sync()
+            self._file.close()
+            self._file = None
+
+
+class EmailOutbox:
+    """Writes each email as ``{ledger_id}.eml`` under ``outbox/email``."""
+
+    name = "outbox"
+
+    def __init__(self, directory: Path, fsync: bool = False) -> None:
+        self._fsync = fsync
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._unsynced: list[Path] = []
+
+    def path_for(self, ledger_id: int) -> Path:
+        """Where the message of this ledger row is (or would be) written."""
+        return self.directory / f"{ledger_id}.eml"
+
+    async def push(self, message: OutgoingMessage) -> SendResult:
+        """Write the raw message atomically (temporary file, then rename)."""
+        final = self.path_for(message.ledger_id)
+        temp = self.directory / f".{message.ledger_id}.eml.{os.getpid()}.tmp"
+        try:
+            with temp.open("wb") as handle:
+                handle.write(message.raw)
+            os.replace(temp, final)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        self._unsynced.append(final)
+        return SendResult(provider_id=f"outbox:{final.name}", status="sent")
+
+    async def flush(self) -> None:
+        """fsync the files written since the last flush, then the directory (the renames)."""
+        if not self._fsync:
+            self._unsynced.clear()
+            return
+        for path in self._unsynced:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if self._unsynced and hasattr(os, "O_DIRECTORY"):
+            fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._unsynced.clear()
+
+    async def close(self) -> None:
+        """Flush; nothing else is held open."""
+        await self.flush()
+
+
+class SmsOutbox:
+    """Appends ``{ledger_id, to, from, body, segments, encoding, at}`` lines."""
+
+    name = "outbox"
+
+    def __init__(self, path: Path, default_sender: str = "") -> None:
+        self._lines = _JsonLines(path)
+        self.path = path
+        self.default_sender = default_sender
+
+    async def push(self, message: OutgoingMessage) -> SendResult:
+        """Append one line; the segment count is what a provider would bill."""
+        encoding = message.headers.get("encoding")
+        segments_text = message.headers.get("segments")
+        if encoding is None or segments_text is None:
+            encoding, segments = sms_segments(message.body)
+        else:
+            segments = int(segments_text)
+        self._lines.append({
+            "ledger_id": message.ledger_id,
+            "to": message.to,
+            "from": message.sender or self.default_sender,
+            "body": message.body,
+            "segments": segments,
+            "encoding": encoding,
+            "at": now().isoformat(),
+        })
+        return SendResult(provider_id=f"outbox:{message.ledger_id}", segments=segments,
+                          status="sent")
+
+    async def flush(self) -> None:
+        """fsync the lines appended so far."""
+        self._lines.sync()
+
+    async def close(self) -> None:
+        """fsync and close the file; safe twice."""
+        self._lines.close()
+
+
+class WebhookOutbox:
+    """Appends ``{ledger_id, url, body, headers, at}`` lines instead of POSTing."""
+
+    name = "outbox"
+
+    def __init__(self, path: Path) -> None:
+        self._lines = _JsonLines(path)
+        self.path = path
+
+    async def push(self, message: OutgoingMessage) -> SendResult:
+        """Append one line; a JSON body is stored as JSON, anything else as text."""
+        try:
+            body: Any = json.loads(message.body) if message.body else None
+        except ValueError:
+            body = message.body
+        self._lines.append({
+            "ledger_id": message.ledger_id,
+            "url": message.to,
+            "body": body,
+            "headers": dict(message.headers),
+            "at": now().isoformat(),
+        })
+        return SendResult(provider_id=f"outbox:{message.ledger_id}", status="sent")
+
+    async def flush(self) -> None:
+        """fsync the lines appended so far."""
+        self._lines.sync()
+
+    async def close(self) -> None:
+        """fsync and close the file; safe twice."""
+        self._lines.close()
+
+
+def open_outbox(channel: str, settings: Settings, default_sender: str = "",
+                fsync: bool = False) -> Any:
+    """The outbox messenger of ``channel`` under ``settings.resolved_outbox_dir``.
+
+    Files are written atomically (temp file + rename) either way; ``outbox?fsync=true`` also
+    forces each file to disk at flush. That costs a disk flush per message, which dominated
+    journey ticks, and an outbox is a development and test transport, so it is off by default.
+    """
+    root = settings.resolved_outbox_dir
+    if channel == "email":
+        return EmailOutbox(root / "email", fsync=fsync)
+    if channel == "sms":
+        return SmsOutbox(root / "sms" / "messages.jsonl", default_sender)
+    return WebhookOutbox(root / "webhook" / "calls.jsonl")

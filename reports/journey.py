@@ -1,0 +1,79 @@
+"""Journey figures: the campaign report's keys for the whole journey, then per step and per
+variant of each ``ab_test`` step, with the step's stored A/B decision.
+
+``journeys.report`` (the journey engineer's module) adds what only the journey runtime
+knows: contacts, entries, exits by reason and how many reached each step. When it is
+importable its figures are the base and this module's ledger figures are laid over them
+(the same keys, computed once per journey with GROUP BY instead of once per step).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+
+from reports.attribution import holdout_lift, resolve_window
+from reports.campaign import figures_by_group, latest_plan, rollup, variant_rows
+from reports.counts import Scope, timeline
+from reports.variants import DEFAULT_CONFIDENCE, load_decisions
+
+MESSAGE_KINDS = ("email", "sms", "ab_test")
+
+
+def _runtime_figures(engine: Engine, name: str) -> dict[str, Any]:
+    try:
+        from journeys import report as runtime
+    except ImportError:
+        return {}
+    return dict(runtime.journey_report(engine, name))
+
+
+def journey_report(engine: Engine, name: str, *, within: str | None = None,
+                   basis: str | None = None, with_timeline: bool = False,
+                   confidence: float = DEFAULT_CONFIDENCE) -> dict[str, Any]:
+    """Every figure of one journey, as plain JSON-able data (options as ``campaign_report``)."""
+    plan = latest_plan(engine, "journey", name) or {}
+    scope = Scope("journey", name)
+    goal = plan.get("goal")
+    window = resolve_window(goal, within, basis)
+    cost_spec = dict(plan.get("cost") or {})
+    fixed = float(cost_spec.get("fixed") or 0)
+    groups = figures_by_group(engine, scope.where(), goal, window)
+    sent_total = sum(g["sent"] for g in groups.values())
+    out: dict[str, Any] = _runtime_figures(engine, name)
+    runtime_steps = {s.get("step_id"): s for s in out.pop("steps", []) or []}
+    out.update({"name": name, "kind": "journey", "channel": "mixed",
+                "version": plan.get("version")})
+    total = rollup(list(groups.values()), cost_spec, fixed, sent_total, confidence)
+    total.pop("revenue_sumsq", None)
+    out.update(total)
+    out["goal"], out["window"] = goal, window.to_dict()
+    decisions = load_decisions(engine, scope.test_key)
+    nodes = plan.get("nodes") or {}
+    order = list(plan.get("order") or [])
+    order += sorted({s for s, _ in groups if s and s not in order})
+    steps = []
+    for step_id in order:
+        kind = (nodes.get(step_id) or {}).get("kind")
+        mine = [g for (s, _), g in groups.items() if s == step_id]
+        if not mine and kind not in MESSAGE_KINDS and step_id not in runtime_steps:
+            continue
+        row: dict[str, Any] = {"step_id": step_id, "kind": kind,
+                               **runtime_steps.get(step_id, {})}
+        if mine or kind in MESSAGE_KINDS:
+            fig = rollup(mine, cost_spec, fixed, sent_total, confidence)
+            fig.pop("revenue_sumsq", None)
+            row.update(fig)
+            row["variants"] = (variant_rows(groups, cost_spec, fixed, sent_total, step_id,
+                                            confidence) if kind == "ab_test" else [])
+            row["decision"] = decisions.get(f"{scope.test_key}:{step_id}")
+        steps.append(row)
+    out["steps"] = steps
+    out["variants"] = []
+    out["decision"] = None
+    out["holdout"] = (holdout_lift(engine, scope, goal, window, confidence)
+                      if plan.get("holdout") else None)
+    if with_timeline:
+        out["timeline"] = timeline(engine, scope.where())
+    return out

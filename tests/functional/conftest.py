@@ -1,0 +1,1 @@
+"""Functional tests use the shared fixtures of tests/conftest.py (project, cli, prefect_harness)."""
