@@ -7,6 +7,7 @@ existing ``(journey, contact)`` rows; updates re-check their conditions on the r
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
     update,
 )
 
@@ -99,12 +101,27 @@ def _reenter(conn: Connection, plan: JourneyPlan, where: ColumnElement[bool],
     return conn.execute(stmt).rowcount or 0
 
 
+def _serialise_enrolment(conn: Connection, journey: str) -> None:
+    """On PostgreSQL, one enrolment of a journey at a time (SQLite serialises all writers).
+
+    Without it a second tick's INSERT … SELECT, whose snapshot predates the first tick's
+    commit, meets each of the first tick's rows in the unique index and waits on every
+    later transaction that touches them: it sat behind the whole of the first tick's claim
+    loop. Waiting here instead costs one enrolment, after which the NOT EXISTS sees them.
+    """
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha1(f"enrol:{journey}".encode()).digest()[:8],
+                             "big", signed=True)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 def enrol(engine: Engine, plan: JourneyPlan, now: datetime) -> tuple[int, int]:
     """Enrol new entrants and re-entrants; returns (new, re-entered)."""
     entry = plan.entry
     rule = entry.get("re_entry", "never")
     after = clock.parse_duration(rule["after"]) if isinstance(rule, dict) else None
     with engine.begin() as conn:
+        _serialise_enrolment(conn, plan.name)
         if entry.get("event"):
             return _enrol_event(conn, plan, entry["event"], rule, after, now)
         members = segment_clause(plan, now)

@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import Engine, func, insert, select, text
 
 from campaigns.channels.webhook import verify_signature
 from reach import clock
@@ -96,8 +97,15 @@ def test_two_concurrent_ticks_execute_each_step_exactly_once(project: Project) -
         env = {**os.environ, "REACH_NOW": at, "REACH_BATCH_SIZE": "250"}
         command = [sys.executable, "-m", "reach.cli", "--project", str(project.root),
                    "run", "j", "--json"]
-        procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        # A start barrier: process start-up time varies (a loaded CI machine once let the
+        # first finish all 10,000 before the second began), so the table is locked until
+        # both processes are blocked on it, and then released to both at once.
+        with engine.connect() as gate:
+            gate.execute(text("LOCK TABLE journey_states IN ACCESS EXCLUSIVE MODE"))
+            procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True) for _ in range(2)]
+            _wait_until_blocked(engine, procs, waiting=2)
+            gate.commit()
         outs = [p.communicate(timeout=300) for p in procs]
         for p, (_, err) in zip(procs, outs, strict=True):
             assert p.returncode == 0, err[-2000:]
@@ -118,3 +126,20 @@ def test_two_concurrent_ticks_execute_each_step_exactly_once(project: Project) -
         assert conn.execute(select(func.count()).select_from(journey_states)
                             .where(journey_states.c.status == "done")).scalar() == n
     assert len(list((project.root / "outbox/email").glob("*.eml"))) == n
+
+
+def _wait_until_blocked(engine: Engine, procs: list[subprocess.Popen[str]], *,
+                        waiting: int) -> None:
+    """Wait until `waiting` other sessions of this database wait on a lock (the barrier)."""
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                 " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+    deadline = time.monotonic() + 120
+    with engine.connect() as conn:
+        while conn.execute(query).scalar_one() < waiting:
+            for p in procs:
+                if p.poll() is not None:
+                    err = p.stderr.read() if p.stderr else ""
+                    raise AssertionError(f"reach exited before the barrier: {err[-2000:]}")
+            assert time.monotonic() < deadline, "the two ticks never reached the table"
+            conn.rollback()  # a fresh snapshot of pg_stat_activity on the next poll
+            time.sleep(0.05)
