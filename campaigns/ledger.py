@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -222,15 +223,21 @@ def release(conn: Connection, ledger_ids: Sequence[int]) -> None:
         )
 
 
-def recover_stale(conn: Connection, where: ColumnElement[bool], *, resend: bool) -> int:
+def recover_stale(conn: Connection, where: ColumnElement[bool], *, resend: bool,
+                  journal_dir: Path | None = None) -> int:
     """Rows whose lease expired while ``sending``: their fate is unknown after a crash.
 
     They become ``unknown`` (counted and reported, never resent), or ``queued`` again when
-    the operator chose ``resend_unknown`` and accepts a possible duplicate.
+    the operator chose ``resend_unknown`` and accepts a possible duplicate. A dead sender of
+    this machine left a journal (``campaigns.journal``) in ``journal_dir``: what it says
+    was delivered is ``sent``, what never left is queued again, and only the rest — the
+    messages on the wire when it died — is ``unknown``. Returns how many became unknown.
     """
     now = clock.now()
     expired = messages.c.lease_until < now
     dead = dead_local_owners(conn, where)
+    for owner in dead if journal_dir is not None else ():
+        _settle_from_journal(conn, where, owner, journal_dir)  # type: ignore[arg-type]
     if dead:
         # A sender on this machine that no longer runs cannot be mid-send: no need to wait
         # for its lease to expire.
@@ -240,6 +247,35 @@ def recover_stale(conn: Connection, where: ColumnElement[bool], *, resend: bool)
     values["status"] = QUEUED if resend else UNKNOWN
     values["last_error"] = "outcome unknown: the sender stopped while sending"
     return conn.execute(update(messages).where(stale).values(values)).rowcount or 0
+
+
+def _settle_from_journal(conn: Connection, where: ColumnElement[bool], owner: str,
+                         directory: Path) -> None:
+    from campaigns import journal
+
+    state = journal.read(directory, owner)
+    if state is None:
+        return  # no trustworthy journal: everything it held stays for 'unknown'
+    mine = and_(where, messages.c.status == SENDING, messages.c.lease_owner == owner)
+    delivered = [i for i, kind in state.items() if kind == journal.SENT]
+    in_flight = [i for i, kind in state.items() if kind == journal.ATTEMPT]
+    for ids in _chunks(delivered):
+        conn.execute(update(messages).where(mine, messages.c.id.in_(ids)).values(
+            status=SENT, sent_at=clock.now(), lease_owner=None, lease_until=None,
+            last_error="recovered: delivered before the sender stopped"))
+    # Rows it claimed but never put on the wire (or that were refused outright) are safe to
+    # send: back to the queue, the claim's attempt not counted.
+    left = conn.execute(select(messages.c.id).where(mine)).scalars().all()
+    never = sorted(set(left) - set(in_flight))
+    for ids in _chunks(never):
+        conn.execute(update(messages).where(mine, messages.c.id.in_(ids)).values(
+            status=QUEUED, lease_owner=None, lease_until=None,
+            attempts=messages.c.attempts - 1))
+    journal.discard(directory, owner)
+
+
+def _chunks(ids: Sequence[int], size: int = 5000) -> list[Sequence[int]]:
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
 def dead_local_owners(conn: Connection, where: ColumnElement[bool]) -> list[str]:

@@ -100,7 +100,8 @@ def start(settings: Settings, engine: Engine, plan: CampaignPlan) -> RunSummary:
             conn.execute(update(campaign_state).where(campaign_state.c.name == plan.name)
                          .values(**values))
         summary.unknown = ledger.recover_stale(conn, source_where(plan),
-                                               resend=settings.resend_unknown)
+                                               resend=settings.resend_unknown,
+                                               journal_dir=settings.journal_dir)
         if settings.resend_unknown:
             ledger.requeue_unknown(conn, source_where(plan))
     if plan.ab_test:

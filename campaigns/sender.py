@@ -27,6 +27,7 @@ from campaigns.channels.base import (
     SendError,
 )
 from campaigns.channels.errors import ConfigurationSendError
+from campaigns.journal import Journal
 from reach import clock
 from reach.clock import as_utc
 from reach.db.schema import BOUNCED, UNSUBSCRIBED, contacts
@@ -107,8 +108,12 @@ def render_row(renderers: Renderers, plan: Any, row: dict[str, Any],
 
 
 async def push_all(messenger: Messenger, items: list[tuple[dict[str, Any], Any]],
-                    concurrency: int, per_second: float | None) -> list[tuple[str, Any]]:
+                    concurrency: int, per_second: float | None,
+                    journal: Journal | None = None) -> list[tuple[str, Any]]:
     sem = asyncio.Semaphore(concurrency)
+    # A messenger that knows the exact moment a message's bytes leave (SMTP: the body after
+    # DATA) journals the attempt itself; for the others it is journalled before push.
+    own_departure = journal is not None and getattr(messenger, "journals_departure", False)
     interval = 1.0 / per_second if per_second else 0.0
     start = time.monotonic()
 
@@ -121,10 +126,17 @@ async def push_all(messenger: Messenger, items: list[tuple[dict[str, Any], Any]]
             if delay > 0:
                 await asyncio.sleep(delay)
         async with sem:
+            if journal is not None and not own_departure:
+                journal.attempt(msg.ledger_id)
             try:
-                return "sent", await messenger.push(msg)
+                result = await messenger.push(msg)
             except SendError as exc:
+                if journal is not None and not isinstance(exc, OutcomeUnknownError):
+                    journal.outcome(msg.ledger_id, delivered=False)
                 return "error", exc
+            if journal is not None:
+                journal.outcome(msg.ledger_id, delivered=True)
+            return "sent", result
 
     results = await asyncio.gather(*(one(i, msg) for i, (_, msg) in enumerate(items)))
     await messenger.flush()
@@ -148,6 +160,9 @@ async def _send_claimed(settings: Settings, engine: Engine, plan: Any,
     renderers = Renderers(settings, plan)
     transport = settings.email_transport if plan.channel == "email" else settings.sms_transport
     messenger = open_messenger(plan.channel, transport, settings)
+    journal = open_journal(settings, owner)
+    if journal is not None and hasattr(messenger, "journals_departure"):
+        messenger.journal = journal  # type: ignore[attr-defined]
     concurrency = int(getattr(messenger, "concurrency", 8))
     per_second = getattr(plan, "throttle_per_second", None)
     done, waited = 0, 0.0
@@ -171,8 +186,10 @@ async def _send_claimed(settings: Settings, engine: Engine, plan: Any,
                     items.append((row, render_row(renderers, plan, row, people[row["contact_id"]])))
                 except Exception as exc:  # a template failing for one contact fails that message
                     items.append((row, exc))
-            results = await push_all(messenger, items, concurrency, per_second)
+            results = await push_all(messenger, items, concurrency, per_second, journal)
             stop = mark_results(settings, engine, items, results, counts)
+            if journal is not None:
+                journal.settled()
             if stop is not None:
                 # A misconfigured transport (bad password, TLS, sender) fails every message
                 # alike: stop now instead of burning the list; nothing was delivered.
@@ -182,7 +199,18 @@ async def _send_claimed(settings: Settings, engine: Engine, plan: Any,
                 progress(len(rows))
     finally:
         await messenger.close()
+        if journal is not None:
+            journal.close()
     return counts
+
+
+def open_journal(settings: Settings, owner: str) -> Journal | None:
+    """The in-flight journal of this sender; without one (a read-only project folder) a
+    crash reports its whole chunk ``unknown`` instead of only what was on the wire."""
+    try:
+        return Journal(settings.journal_dir, owner)
+    except OSError:
+        return None
 
 
 def _retry_wait(conn: Any, where: ColumnElement[bool], settings: Settings,

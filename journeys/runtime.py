@@ -75,7 +75,8 @@ def prepare_tick(settings: Settings, engine: Engine, plan: JourneyPlan) -> TickS
     stats = TickStats(journey=plan.name, version=plan.version)
     entry.record_definition(engine, plan)
     with engine.begin() as conn:
-        ledger.recover_stale(conn, source_where(plan), resend=settings.resend_unknown)
+        ledger.recover_stale(conn, source_where(plan), resend=settings.resend_unknown,
+                             journal_dir=settings.journal_dir)
     removed = entry.exit_removed_steps(engine, plan, now)
     if removed:
         stats.exited["step_removed"] = removed

@@ -166,6 +166,12 @@ class Settings(BaseSettings):
         return folder if folder.is_absolute() else self.project_dir / folder
 
     @property
+    def journal_dir(self) -> Path:
+        """Where senders on this machine journal their in-flight messages (see
+        ``campaigns.journal``); per machine, never shared."""
+        return self.project_dir / ".reach-cache" / "inflight"
+
+    @property
     def signing_keys(self) -> list[str]:
         """The current key first, then the old ones still accepted."""
         return [k for k in [self.secret_key, *self.old_secret_keys] if k]

@@ -35,6 +35,7 @@ from campaigns.channels.base import (
 from campaigns.channels.errors import ConfigurationSendError, transport_config_error
 from campaigns.channels.ratelimit import RateLimiter
 from campaigns.channels.urls import TransportUrl
+from campaigns.journal import Journal
 
 _OPTIONS = {"starttls", "pool", "max_connections", "max_per_second", "validate_certs",
             "cert_bundle", "timeout", "helo", "max_per_connection"}
@@ -132,6 +133,8 @@ class _Slot:
 class SmtpMessenger:
     """Sends email through a pool of persistent SMTP connections."""
 
+    journals_departure = True  # see campaigns.sender.push_all
+
     name = "smtp"
 
     def __init__(self, options: SmtpOptions) -> None:
@@ -145,6 +148,8 @@ class SmtpMessenger:
             self._idle.put_nowait(slot)
         self.connections_opened = 0
         self._closed = False
+        # Set by the sender: the attempt is journalled when the body leaves, not before.
+        self.journal: Journal | None = None
 
     async def push(self, message: OutgoingMessage) -> SendResult:
         """Send one message; raises a transient, permanent or configuration send error."""
@@ -202,6 +207,8 @@ class SmtpMessenger:
             protocol = smtp.protocol
             if protocol is None:
                 raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+            if self.journal is not None:
+                self.journal.attempt(message.ledger_id)  # from here it may be delivered
             protocol.write(payload)
             response = await protocol.read_response(timeout=self.options.timeout)
             if response.code != 250:
