@@ -116,10 +116,10 @@ def send_range_shared(settings: Settings, engine: Engine, plan: Any, lo: int, hi
                       slots: int | None) -> dict[str, int]:
     """Send the queued rows in [lo, hi]; with ``slots``, under the channel's global limit.
 
-    Each chunk (≤ 100 rows, the sender's claim size) first takes as many slots of the
-    Prefect rate limit as it has rows, so all workers together stay under the provider's
-    rate on average (a chunk leaves as a burst, paced by the messenger's own
-    ``max_per_second`` if the transport URL sets one).
+    Each chunk first takes as many slots of the Prefect rate limit as it has rows and is
+    no larger than the limit's bucket (one second of the rate, at most the sender's claim
+    size of 100), so all workers together stay under the provider's rate and burst by at
+    most a second's worth (paced further by the messenger's own ``max_per_second``).
     """
     if not slots:
         return runner.send_range(settings, engine, plan, lo, hi)
@@ -133,8 +133,8 @@ def send_range_shared(settings: Settings, engine: Engine, plan: Any, lo: int, hi
         if n == 0 or runner.campaign_status(engine, plan.name)[0] == "paused":
             return totals
         rate_limit(limit_name(plan.channel), occupy=n)
-        # limit=1: one claim of up to CHUNK rows, then back here for the next slots.
-        counts = send_claimed(settings, engine, plan, where, owner=owner, limit=1,
+        # One claim of exactly the n rows paid for, then back here for the next slots.
+        counts = send_claimed(settings, engine, plan, where, owner=owner, limit=n, chunk=n,
                               progress=runner.progress_hook)
         for key in totals:
             totals[key] += counts.get(key, 0)

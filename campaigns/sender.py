@@ -145,15 +145,17 @@ async def push_all(messenger: Messenger, items: list[tuple[dict[str, Any], Any]]
 
 def send_claimed(settings: Settings, engine: Engine, plan: Any, where: ColumnElement[bool], *,
                  owner: str, progress: Callable[[int], None] | None = None,
-                 limit: int | None = None) -> dict[str, Any]:
-    """Claim, render, send and mark queued rows matching ``where`` until none are left."""
-    return asyncio.run(_send_claimed(settings, engine, plan, where, owner, progress, limit))
+                 limit: int | None = None, chunk: int = CHUNK) -> dict[str, Any]:
+    """Claim, render, send and mark queued rows matching ``where`` until none are left (or
+    ``limit`` rows were claimed), ``chunk`` rows per claim."""
+    return asyncio.run(_send_claimed(settings, engine, plan, where, owner, progress, limit,
+                                     min(chunk, CHUNK)))
 
 
 async def _send_claimed(settings: Settings, engine: Engine, plan: Any,
                         where: ColumnElement[bool], owner: str,
                         progress: Callable[[int], None] | None,
-                        limit: int | None) -> dict[str, Any]:
+                        limit: int | None, chunk: int = CHUNK) -> dict[str, Any]:
     from campaigns.channels.registry import open_messenger
 
     counts = {"sent": 0, "failed": 0, "bounced": 0, "retried": 0}
@@ -169,7 +171,8 @@ async def _send_claimed(settings: Settings, engine: Engine, plan: Any,
     try:
         while limit is None or done < limit:
             with engine.begin() as conn:
-                rows = ledger.claim(conn, owner=owner, limit=CHUNK, where=where)
+                size = chunk if limit is None else min(chunk, limit - done)
+                rows = ledger.claim(conn, owner=owner, limit=size, where=where)
                 if not rows:
                     wait = _retry_wait(conn, where, settings, waited)
                     if wait is None:

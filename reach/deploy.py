@@ -30,8 +30,8 @@ from reach.errors import ReachError
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_VAR = re.compile(r"\{\{\s*\$REACH_PROJECT_DIR\s*\}\}")
-# The sender claims 100 rows at a time and takes that many slots at once (campaigns.fanout).
-MIN_SLOTS = 100
+# The bucket holds one second of the rate: a chunk takes as many slots as it has rows and is
+# cut to the bucket's size (campaigns.fanout), so the fleet's burst is at most one second's.
 
 
 @dataclass
@@ -233,7 +233,7 @@ def apply_deployments(settings: Any, project: Any, *, source: Path = SOURCE_ROOT
         wanted = rate_limits(settings)
         for name, rate in wanted.items():
             client.upsert_global_concurrency_limit_by_name(
-                name, limit=max(MIN_SLOTS, math.ceil(rate)), slot_decay_per_second=rate)
+                name, limit=max(1, math.ceil(rate)), slot_decay_per_second=rate)
             report.rate_limits[name] = rate
         for channel in ("email", "sms"):
             from campaigns.fanout import limit_name
