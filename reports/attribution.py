@@ -189,6 +189,13 @@ def _span(engine: Engine, where: ColumnElement[bool]) -> tuple[Any, Any]:
     return row[0], row[1]
 
 
+def _converters_sql(revenue: str) -> str:
+    # Every contact with a goal event in the calendar window, with its revenue there.
+    return f"""SELECT e.contact_id, COUNT(*) AS k, SUM(COALESCE({revenue}, 0)) AS revenue
+               FROM events e WHERE e.type = :event AND e.occurred_at >= :start
+                 AND e.occurred_at <= :end GROUP BY e.contact_id"""
+
+
 def _group_rate(engine: Engine, contacts_sql: str, test_key: str, goal: dict[str, Any],
                 start: Any, end: Any) -> tuple[int, int, float]:
     """(contacts, converters, revenue) of a contact set over the calendar window."""
@@ -197,15 +204,34 @@ def _group_rate(engine: Engine, contacts_sql: str, test_key: str, goal: dict[str
         SELECT COUNT(*) AS n, SUM(CASE WHEN ev.k IS NULL THEN 0 ELSE 1 END) AS converters,
                SUM(COALESCE(ev.revenue, 0)) AS revenue
         FROM ({contacts_sql}) g
-        LEFT JOIN (SELECT e.contact_id, COUNT(*) AS k, SUM(COALESCE({revenue}, 0)) AS revenue
-                   FROM events e WHERE e.type = :event AND e.occurred_at >= :start
-                     AND e.occurred_at <= :end GROUP BY e.contact_id) ev
-          ON ev.contact_id = g.contact_id""").bindparams(bindparam("start", type_=Utc),
-                                                        bindparam("end", type_=Utc))
+        LEFT JOIN ({_converters_sql(revenue)}) ev ON ev.contact_id = g.contact_id""",
+               ).bindparams(bindparam("start", type_=Utc), bindparam("end", type_=Utc))
     params = {**_params(goal), "start": start, "end": end, "key": test_key}
     with engine.connect() as conn:
         row = conn.execute(sql, params).one()
     return int(row[0] or 0), int(row[1] or 0), float(row[2] or 0.0)
+
+
+def _treated_rate(engine: Engine, scope_sql: str, goal: dict[str, Any], start: Any,
+                  end: Any) -> tuple[int, int, float]:
+    """(contacts, converters, revenue) of the contacts a scope addressed.
+
+    Not a join of the two sets: each converter (a few percent of a list) is probed in
+    ``ix_messages_contact``, 0.16 s on 1M messages where hashing the scope's contacts for
+    the join took 0.4 s; the probes never outnumber the converters aggregated anyway.
+    """
+    revenue = revenue_sql("e.properties", engine.dialect.name)
+    count = text(f"SELECT COUNT(DISTINCT contact_id) FROM messages WHERE {scope_sql}")
+    converted = text(f"""
+        SELECT COUNT(*) AS converters, SUM(COALESCE(ev.revenue, 0)) AS revenue
+        FROM ({_converters_sql(revenue)}) ev
+        WHERE (SELECT 1 FROM messages WHERE messages.contact_id = ev.contact_id
+               AND {scope_sql} LIMIT 1) IS NOT NULL""").bindparams(
+        bindparam("start", type_=Utc), bindparam("end", type_=Utc))
+    with engine.connect() as conn:
+        n = int(conn.execute(count).scalar() or 0)
+        row = conn.execute(converted, {**_params(goal), "start": start, "end": end}).one()
+    return n, int(row[0] or 0), float(row[1] or 0.0)
 
 
 def newcombe_diff(x1: int, n1: int, x2: int, n2: int,
@@ -240,9 +266,8 @@ def holdout_lift(engine: Engine, scope: Scope, goal: dict[str, Any] | None, wind
     n_h, x_h, rev_h = _group_rate(engine, held, scope.test_key, goal, first, end)
     if n_h == 0:
         return None
-    scope_sql = literal_where(scope.where(), engine)
-    treated = f"SELECT DISTINCT contact_id FROM messages WHERE {scope_sql}"
-    n_t, x_t, rev_t = _group_rate(engine, treated, scope.test_key, goal, first, end)
+    n_t, x_t, rev_t = _treated_rate(engine, literal_where(scope.where(), engine), goal,
+                                    first, end)
     rate_h, rate_t = x_h / n_h, (x_t / n_t if n_t else 0.0)
     low, high = newcombe_diff(x_t, n_t, x_h, n_h, confidence)
     test = two_proportion_ztest(x_h, n_h, x_t, n_t, confidence=confidence)

@@ -25,6 +25,7 @@ from reports.counts import (
     GroupKey,
     Scope,
     add_up,
+    concurrent_engine,
     delivery_query,
     engagement_query,
     group_counts,
@@ -175,6 +176,7 @@ def campaign_report(engine: Engine, name: str, *, within: str | None = None,
     ``within``, from a human click else from delivery); ``with_timeline`` adds opens and
     clicks per hour since send (the HTML page's chart).
     """
+    engine = concurrent_engine(engine)
     plan = latest_plan(engine, "campaign", name) or {}
     scope = Scope("campaign", name)
     goal = plan.get("goal")

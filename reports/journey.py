@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from reports.attribution import holdout_lift, resolve_window
 from reports.campaign import figures_by_group, latest_plan, rollup, variant_rows
-from reports.counts import Scope, timeline
+from reports.counts import Scope, concurrent_engine, timeline
 from reports.variants import DEFAULT_CONFIDENCE, load_decisions
 
 MESSAGE_KINDS = ("email", "sms", "ab_test")
@@ -33,6 +33,7 @@ def journey_report(engine: Engine, name: str, *, within: str | None = None,
                    basis: str | None = None, with_timeline: bool = False,
                    confidence: float = DEFAULT_CONFIDENCE) -> dict[str, Any]:
     """Every figure of one journey, as plain JSON-able data (options as ``campaign_report``)."""
+    engine = concurrent_engine(engine)
     plan = latest_plan(engine, "journey", name) or {}
     scope = Scope("journey", name)
     goal = plan.get("goal")
