@@ -67,8 +67,11 @@ class DkimSigner:
 
     def sign(self, raw: bytes) -> bytes:
         """``raw`` with a DKIM-Signature header prepended (relaxed/relaxed)."""
-        signature = dkim.sign(
+        return self.signature(raw) + raw
+
+    def signature(self, raw: bytes) -> bytes:
+        """The DKIM-Signature header line(s) for ``raw`` (relaxed/relaxed)."""
+        return dkim.sign(
             raw, self.selector, self.domain, self.private_key,
             canonicalize=(b"relaxed", b"relaxed"), include_headers=self.headers,
         )
-        return signature + raw

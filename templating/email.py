@@ -27,7 +27,7 @@ from templating import dkimsign
 from templating.errors import TemplateError
 from templating.jinja import check_syntax, compile_template, error_line, undefined_name
 from templating.links import CLICK_PREFIX, TRACKER, LinkReport, Tracker, rewrite_links
-from templating.mime import MimeSkeleton, clean, format_address, parse_from
+from templating.mime import MimeSkeleton, clean, format_address, parse_from, wire_clean_headers
 from templating.mjml import Protected, compile_protected, protect_jinja
 from templating.textpart import html_to_text
 from tracking.tokens import Signer, unsubscribe_path, view_path
@@ -51,6 +51,8 @@ class RenderedEmail:
     raw: bytes
     html: str
     text: str
+    # CRLF line ends throughout and no line starting with '.': SMTP may send it as is.
+    wire_clean: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,15 +195,16 @@ class EmailTemplate:
         text = self._render_text(ctx, html)
         to = format_address(_full_name(contact), contact.get("email") or "")
         message_id_header = self._mime.message_id(message_id)
-        raw = self._mime.build(
+        raw, wire_ok = self._mime.build_wire(
             to=to, subject=subject, date=clock.now(), message_id=message_id_header,
             list_unsubscribe=f"<{ctx['unsubscribe_url']}>,\r\n <mailto:{self._mailto}"
                              "?subject=unsubscribe>",
             ledger_id=message_id, text=text, html=html)
         if self._dkim is not None:
-            raw = self._dkim.sign(raw)
+            signature = self._dkim.signature(raw)
+            raw, wire_ok = signature + raw, wire_ok and wire_clean_headers(signature)
         return RenderedEmail(to=to, subject=subject, message_id_header=message_id_header,
-                             raw=raw, html=html, text=text)
+                             raw=raw, html=html, text=text, wire_clean=wire_ok)
 
     def _render_text(self, ctx: dict[str, Any], html: str) -> str:
         if self._text is None:

@@ -22,6 +22,9 @@ class OutgoingMessage:
     raw: bytes = b""  # email: the complete RFC 5322 message
     body: str = ""  # sms text or webhook JSON
     headers: dict[str, str] = field(default_factory=dict)
+    # email: ``raw`` has CRLF line ends only and no line starting with '.', so SMTP sends it
+    # without scanning it (set by Reach's own MIME builder, which checks it).
+    wire_clean: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from campaigns.channels.smtp import wire_payload
 from reach.settings import Settings
 from templating.email import EmailTemplate, RenderedEmail
 from templating.errors import TemplateError
@@ -257,6 +258,9 @@ def test_dkim_signature_verifies(tmp_path: Path, settings: Settings) -> None:
     tampered = out.raw.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
                                b"List-Unsubscribe-Post: nothing")
     assert not dkim.verify(tampered, dnsfunc=dnsfunc)
+    # The signed message is still wire-clean, and sent as is it is the same bytes.
+    assert out.wire_clean
+    assert wire_payload(out.raw, clean=True) == wire_payload(out.raw)
 
 
 def test_text_part_falls_back_to_per_message_conversion(tmp_path: Path,
@@ -287,3 +291,30 @@ def test_plain_html_templates_are_tracked_too(tmp_path: Path, settings: Settings
     assert "<p>Hi Ann</p>" in out.html
     assert hrefs(out.html)[0].startswith("https://t.acme.test/c/")
     assert "/o/" in out.html and "Unsubscribe" in out.html
+
+
+@pytest.mark.parametrize("contact", [
+    CONTACT,
+    {**CONTACT, "first_name": "Zoë \u201cthe\u201d Ångström", "last_name": "Ölçer " * 12},
+    {**CONTACT, "first_name": ".dot"},
+])
+def test_rendered_messages_are_wire_clean_and_need_no_scan(tmp_path: Path, settings: Settings,
+                                                           contact: dict) -> None:
+    """The SMTP shortcut (no line-ending or dot-stuffing scan) gives exactly the bytes the
+    full scan gives, for long folded Unicode headers too."""
+    subject = "{{ contact.first_name }} — " + "a long subject that must fold " * 6
+    template = load(tmp_path, settings, subject=subject)
+    out = template.render(contact, message_id=5, context={})
+    assert out.wire_clean
+    assert wire_payload(out.raw, clean=True) == wire_payload(out.raw)
+
+
+def test_a_header_with_a_bare_line_break_is_not_wire_clean() -> None:
+    from templating.mime import wire_clean_headers
+
+    assert wire_clean_headers(b"To: a@b.test\r\nSubject: x\r\n")
+    assert wire_clean_headers(b"Subject: x\r\n folded\r\n")
+    assert not wire_clean_headers(b"To: a@b.test\nBcc: c@d.test\r\n")
+    assert not wire_clean_headers(b"To: a@b.test\rX: y\r\n")
+    assert not wire_clean_headers(b"To: a@b.test\r\n.X: y\r\n")
+    assert not wire_clean_headers(b"To: a@b.test")
