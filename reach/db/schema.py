@@ -153,7 +153,8 @@ messages = Table(
     Column("created_at", Utc, nullable=False),
     Column("sent_at", Utc),
     Column("delivered_at", Utc),
-    Index("ix_messages_source_status", "source_name", "status"),
+    # id last: a batch claims by id range within (campaign, status), in id order.
+    Index("ix_messages_source_status_id", "source_name", "status", "id"),
     Index("ix_messages_contact", "contact_id"),
 )
 
