@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from campaigns import journal
 from reach import clock
 from reach.db.schema import contacts, messages
 
@@ -251,8 +252,6 @@ def recover_stale(conn: Connection, where: ColumnElement[bool], *, resend: bool,
 
 def _settle_from_journal(conn: Connection, where: ColumnElement[bool], owner: str,
                          directory: Path) -> None:
-    from campaigns import journal
-
     state = journal.read(directory, owner)
     if state is None:
         return  # no trustworthy journal: everything it held stays for 'unknown'

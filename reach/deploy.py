@@ -30,8 +30,6 @@ from reach.errors import ReachError
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_VAR = re.compile(r"\{\{\s*\$REACH_PROJECT_DIR\s*\}\}")
-# The bucket holds one second of the rate: a chunk takes as many slots as it has rows and is
-# cut to the bucket's size (campaigns.fanout), so the fleet's burst is at most one second's.
 
 
 @dataclass
@@ -232,6 +230,9 @@ def apply_deployments(settings: Any, project: Any, *, source: Path = SOURCE_ROOT
                 _sync_once(client, deployment_id, settings, engine, once, report)
         wanted = rate_limits(settings)
         for name, rate in wanted.items():
+            # The bucket holds one second of the rate: a chunk takes as many slots as it has
+            # rows and is cut to the bucket's size (campaigns.fanout), so the fleet's burst
+            # is at most one second's worth.
             client.upsert_global_concurrency_limit_by_name(
                 name, limit=max(1, math.ceil(rate)), slot_decay_per_second=rate)
             report.rate_limits[name] = rate

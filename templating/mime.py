@@ -144,6 +144,7 @@ class MimeSkeleton:
         if reply_to:
             static.append(f"Reply-To: {reply_to}")
         self._top = (CRLF.join(static) + CRLF).encode("ascii")
+        self._top_clean = wire_clean_headers(self._top)  # checked once per template
         self._middle = (
             "MIME-Version: 1.0" + CRLF
             + "List-Unsubscribe-Post: List-Unsubscribe=One-Click" + CRLF
@@ -185,12 +186,9 @@ class MimeSkeleton:
             f"List-Unsubscribe: {list_unsubscribe}",
             f"X-Reach-Message: {int(ledger_id)}",
         )) + CRLF
-        return self.build_checked(variable.encode("utf-8"), text, html)
-
-    def build_checked(self, variable: bytes, text: str, html: str) -> tuple[bytes, bool]:
-        """The message and whether it is wire-clean (see :func:`wire_clean_headers`)."""
+        encoded = variable.encode("utf-8")
         raw = b"".join((
-            self._top, variable, self._middle, self._parts_head,
+            self._top, encoded, self._middle, self._parts_head,
             b64_body(text), self._between, b64_body(html), self._end,
         ))
-        return raw, wire_clean_headers(self._top) and wire_clean_headers(variable)
+        return raw, self._top_clean and wire_clean_headers(encoded)
