@@ -224,12 +224,17 @@ def test_killed_worker_nobody_twice_nobody_skipped(cluster: Cluster, tmp_path: P
         received = Counter(r for m in handler.messages for r in m.rcpt_tos)
         rows = _ledger(db_url)
         unknown = {r["to_address"] for r in rows if r["status"] == "unknown"}
-        assert unknown and max(received.values()) == 1  # nobody got two
-        assert {r["status"] for r in rows} == {"sent", "unknown"}
+        assert max(received.values()) == 1  # nobody got two
+        assert {r["status"] for r in rows} <= {"sent", "unknown"}
         missing = expected - set(received)
         # Nobody eligible was skipped: whoever has no message is reported unknown (the rest
         # of the unknown ones reached the server just before the kill).
         assert missing <= unknown and set(received) | unknown == expected
+        # Same machine, so the lost batch's journal was read: what the server had accepted
+        # is 'sent', what never left was sent by this run, and only what was on the wire
+        # at the kill — at most one message per SMTP connection (pool=4) of each killed
+        # batch process — is unknown. It may be none, if the kill fell between messages.
+        assert len(unknown) <= 4 * len(set(victim_runs))
 
         # The operator's explicit choice: resend the unknown ones (may duplicate those).
         resend = _trigger(cluster, params, {"REACH_NOW": later, "REACH_RESEND_UNKNOWN": "true"})
