@@ -8,7 +8,7 @@ project work with no service at all: SQLite, outbox transports, Prefect's epheme
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     tracking_base_url: str = Field(
         default="http://127.0.0.1:8787",
         description="Public base URL of `reach serve`; tracked links and the pixel point here.",
+    )
+    tracking_writer: Literal["auto", "process", "thread"] = Field(
+        default="auto",
+        description="Where `reach serve` writes tracking batches: 'process' in a child "
+        "process per worker (frees the worker's core for requests), 'thread' in the worker "
+        "itself; 'auto' is process except on SQLite.",
     )
     secret_key: str = Field(
         default="",

@@ -29,11 +29,12 @@ from starlette.routing import Route
 from reach.errors import ReachError
 from reach.settings import Settings
 from tracking import metrics as metrics_mod
+from tracking import writer as writer_mod
 from tracking.classify import Classifier
 from tracking.edge import EdgeMiddleware
 from tracking.http import Context, api_key_error, json_error
 from tracking.metrics import Metrics
-from tracking.queue import EventQueue
+from tracking.queue import BatchStore, EventQueue
 from tracking.routes import EngagementRoutes
 from tracking.spool import SPOOL_DIR_NAME
 from tracking.store import EngagementStore
@@ -58,18 +59,25 @@ def create_app(
     *,
     view_renderer: Callable[[int], str | None] | None = None,
     queue_options: dict[str, float] | None = None,
+    writer: str = "thread",
 ) -> Starlette:
     """The tracking server for one project; ``engine`` must be migrated (``reach.db.connect``).
 
     ``view_renderer(message_id)`` returns a message's HTML for ``/v/{token}`` (None: 404).
     ``queue_options`` tunes the batch queue (``batch_size``, ``interval``, ``max_pending``,
-    ``shutdown_timeout``); the defaults flush every 100 ms or 500 events.
+    ``shutdown_timeout``); the defaults flush every 100 ms or 500 events. ``writer``:
+    ``thread`` writes batches from a thread of this process, ``process`` from a child
+    process (:mod:`tracking.writer`), ``auto`` the child unless the database is SQLite.
     """
     if not settings.signing_keys:
         raise ReachError("C601", "secret_key is empty: tracking tokens cannot be verified",
                          hint="set secret_key in reach.toml (reach init writes one) or "
                          "REACH_SECRET_KEY")
-    store = EngagementStore(engine)
+    store: BatchStore
+    if writer == "process" or (writer == "auto" and writer_mod.can_use(engine)):
+        store = writer_mod.ProcessStore(engine)
+    else:
+        store = EngagementStore(engine)
     spool_dir = settings.project_dir / SPOOL_DIR_NAME
     queue = EventQueue(store, spool_dir, **(queue_options or {}))  # type: ignore[arg-type]
     ctx = Context(

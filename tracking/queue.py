@@ -21,23 +21,37 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import anyio.to_thread
 
 from tracking.spool import Spool
-from tracking.store import EngagementStore, Op
+from tracking.store import Op
 
 log = logging.getLogger("reach.tracking")
 
 
+class BatchStore(Protocol):
+    """Where batches go: :class:`~tracking.store.EngagementStore` (in a thread of this
+    process) or :class:`~tracking.writer.ProcessStore` (in a child process)."""
+
+    written: Counter[str]
+    orphans: int
+
+    def start(self) -> None: ...
+    def write_batch(self, ops: Sequence[Op]) -> int: ...
+    def close(self) -> None: ...
+
+
 class EventQueue:
-    """Batches operations to an :class:`EngagementStore`, with retry and spool."""
+    """Batches operations to a :class:`BatchStore`, with retry and spool."""
 
     def __init__(
         self,
-        store: EngagementStore,
+        store: BatchStore,
         spool_dir: Path,
         *,
         batch_size: int = 500,
@@ -85,7 +99,8 @@ class EventQueue:
             self._pending.extendleft(reversed(ops))
 
     async def start(self) -> None:
-        """Start the background flusher (from the app's lifespan)."""
+        """Start the store and the background flusher (from the app's lifespan)."""
+        await anyio.to_thread.run_sync(self.store.start)
         self._task = asyncio.create_task(self._run(), name="reach-tracking-flusher")
 
     async def _run(self) -> None:
@@ -167,3 +182,4 @@ class EventQueue:
         else:
             with contextlib.suppress(Exception):
                 await self._replay()
+        await anyio.to_thread.run_sync(self.store.close)

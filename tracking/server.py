@@ -49,8 +49,9 @@ def build_app(settings: Settings) -> Starlette:
     try:
         from campaigns.view import view_renderer
     except ImportError:  # /v/ answers 404 without it
-        return create_app(settings, engine)
-    return create_app(settings, engine, view_renderer=view_renderer(settings, engine))
+        return create_app(settings, engine, writer=settings.tracking_writer)
+    return create_app(settings, engine, view_renderer=view_renderer(settings, engine),
+                      writer=settings.tracking_writer)
 
 
 def uvicorn_options(host: str, port: int, workers: int = 1) -> dict[str, Any]:

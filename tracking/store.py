@@ -82,6 +82,12 @@ class EngagementStore:
         self.written: Counter[str] = Counter()
         self.orphans = 0  # events for a message that no longer exists (erased, deleted)
 
+    def start(self) -> None:
+        """Nothing to start: batches are written in the calling thread."""
+
+    def close(self) -> None:
+        """Nothing to release (the engine belongs to the caller)."""
+
     def _message_info(self, conn: Any, ids: set[int]) -> dict[int, tuple[int, datetime | None]]:
         found: dict[int, tuple[int, datetime | None]] = {}
         missing = []

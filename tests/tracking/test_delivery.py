@@ -149,13 +149,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("workers", "writer"),
+                         [(1, "thread"), (1, "process"), (2, "process")])
 def test_sigterm_under_load_loses_nothing(tmp_path: Path, db_url: str, engine, seed,
-                                          workers: int) -> None:
+                                          workers: int, writer: str) -> None:
     ids = [seed()[1] for _ in range(5)]
     port = _free_port()
     env = {**os.environ, "REACH_DATABASE_URL": db_url, "REACH_SECRET_KEY": SECRET,
-           "REACH_PROJECT_DIR": str(tmp_path)}
+           "REACH_PROJECT_DIR": str(tmp_path), "REACH_TRACKING_WRITER": writer}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tracking.server", "--project", str(tmp_path), "--port",
          str(port), "--workers", str(workers)],
