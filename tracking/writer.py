@@ -11,9 +11,11 @@ batch of plain tuples (pickled in microseconds) one way and the counts the other
 Nothing is lost on the way: ``write_batch`` returns only once the child has committed,
 and raises if the child failed or died, so the queue keeps the batch and retries it (a dead
 child is replaced on the next call). A child killed in the instant between its commit and
-its reply has that batch written twice: at least once, never lost. The child ignores SIGINT and SIGTERM: a Ctrl-C or a
-process-group SIGTERM reaches the server too, whose graceful shutdown still needs the child
-to flush the queue; it exits when the server closes the pool or goes away.
+its reply has that batch written twice: at least once, never lost.
+
+The child ignores SIGINT and SIGTERM: a Ctrl-C or a process-group SIGTERM reaches the
+server too, whose graceful shutdown still needs the child to flush the queue; it exits when
+the server closes the pool or goes away.
 """
 
 from __future__ import annotations
