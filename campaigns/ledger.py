@@ -22,7 +22,6 @@ from sqlalchemy import (
     Select,
     String,
     and_,
-    bindparam,
     case,
     cast,
     func,
@@ -35,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from campaigns import journal
 from reach import clock
+from reach.db.bulk import insert_rows, update_rows
 from reach.db.schema import contacts, messages
 
 QUEUED, SENDING, SENT, FAILED, BOUNCED, UNKNOWN = (
@@ -102,14 +102,11 @@ def enqueue_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
         return []
     now = clock.now()
     keys = {k for row in rows for k in row}
-    # executemany with one shape: SQLAlchemy batches it ("insertmanyvalues") from one
-    # cached statement instead of compiling a new multi-row VALUES per call.
     values = [{"step_id": None, "variant": None, "to_address": None,
                **{k: None for k in keys}, **row,
                "status": QUEUED, "attempts": 0, "created_at": now} for row in rows]
-    stmt = dialect_insert(conn)(messages)
-    stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(messages.c.id)
-    return [r[0] for r in conn.execute(stmt, values)]
+    return insert_rows(conn, messages, values, conflict=["idempotency_key"],
+                       returning=messages.c.id)
 
 
 def claim(
@@ -157,16 +154,14 @@ def mark_sent(conn: Connection, ledger_id: int, *, provider_id: str | None = Non
 
 def mark_sent_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Mark many rows sent at once; each dict has ledger_id, provider_id, segments, subject."""
-    if not rows:
-        return
-    stmt = (
-        update(messages)
-        .where(messages.c.id == bindparam("ledger_id"), messages.c.status == SENDING)
-        .values(status=SENT, provider_id=bindparam("provider_id"),
-                segments=bindparam("segments"), subject=bindparam("subject"),
-                sent_at=clock.now(), lease_owner=None, lease_until=None, last_error=None)
+    update_rows(
+        conn, messages,
+        [{"id": r["ledger_id"], "provider_id": r["provider_id"], "segments": r["segments"],
+          "subject": r["subject"]} for r in rows],
+        where=[messages.c.status == SENDING],
+        fixed={"status": SENT, "sent_at": clock.now(), "lease_owner": None,
+               "lease_until": None, "last_error": None},
     )
-    conn.execute(stmt, list(rows))
 
 
 def mark_failed(conn: Connection, ledger_id: int, error: str, *, bounced: bool = False) -> None:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, Engine, and_, or_, select, update
 
 from campaigns import ledger
 from campaigns.sender import load_contacts, mark_results, push_all, send_claimed
@@ -24,6 +24,7 @@ from journeys import enrol as entry
 from journeys.plan import ChannelPlan, JourneyPlan
 from journeys.steps import EXECUTORS, Tick, Walker
 from reach import clock
+from reach.db.bulk import update_rows
 from reach.db.schema import contacts, journey_states, messages
 from reach.settings import Settings
 
@@ -150,20 +151,15 @@ def run_batch(settings: Settings, engine: Engine, plan: JourneyPlan, *, owner: s
 
 def _store(engine: Engine, plan: JourneyPlan, walkers: list[Walker], owner: str,
            tick: Tick) -> None:
-    params = [{"sid": w.id, "owner": owner, "step_id": w.step_id, "status": w.status,
-               "exit_reason": w.exit_reason, "due_at": w.due_at if w.status == "active"
-               else None, "waiting_event": w.waiting_event, "wait_since": w.wait_since,
-               "wait_deadline": w.wait_deadline,
-               "exited_at": None if w.status == "active" else tick.now} for w in walkers]
-    stmt = (update(js).where(js.c.id == bindparam("sid"), js.c.lease_owner == bindparam("owner"))
-            .values(step_id=bindparam("step_id"), status=bindparam("status"),
-                    exit_reason=bindparam("exit_reason"), due_at=bindparam("due_at"),
-                    waiting_event=bindparam("waiting_event"),
-                    wait_since=bindparam("wait_since"), wait_deadline=bindparam("wait_deadline"),
-                    exited_at=bindparam("exited_at"), version=plan.version, lease_owner=None,
-                    lease_until=None))
+    rows = [{"id": w.id, "step_id": w.step_id, "status": w.status,
+             "exit_reason": w.exit_reason,
+             "due_at": w.due_at if w.status == "active" else None,
+             "waiting_event": w.waiting_event, "wait_since": w.wait_since,
+             "wait_deadline": w.wait_deadline,
+             "exited_at": None if w.status == "active" else tick.now} for w in walkers]
     with engine.begin() as conn:
-        conn.execute(stmt, params)
+        update_rows(conn, js, rows, where=[js.c.lease_owner == owner],
+                    fixed={"version": plan.version, "lease_owner": None, "lease_until": None})
 
 
 def _add(stats: TickStats, counts: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from journeys import timing
 from journeys.conditions import compile_branch, idempotency_key, matching
 from journeys.plan import JourneyPlan, Node
 from reach import clock
+from reach.db.bulk import insert_rows
 from reach.db.schema import ab_assignments, ab_decisions, contacts, journey_steps
 from reports.assign import assign_variant
 
@@ -83,9 +84,9 @@ def record(conn: Connection, tick: Tick, node: Node, walkers: list[Walker],
     rows = [{"journey": tick.plan.name, "contact_id": w.contact_id,
              "entry_count": w.entry_count, "step_id": node.id, "outcome": outcome,
              "executed_at": tick.now} for w in walkers]
-    stmt = ledger.dialect_insert(conn)(journey_steps).on_conflict_do_nothing(
-        index_elements=["journey", "contact_id", "entry_count", "step_id"])
-    new = {r[0] for r in conn.execute(stmt.returning(journey_steps.c.contact_id), rows)}
+    new = set(insert_rows(conn, journey_steps, rows,
+                          conflict=["journey", "contact_id", "entry_count", "step_id"],
+                          returning=journey_steps.c.contact_id))
     tick.stats.steps[node.id] = tick.stats.steps.get(node.id, 0) + len(new)
     return new
 
