@@ -139,6 +139,29 @@ def _load_httpx(port: int, paths: list[str], args: argparse.Namespace) -> dict[s
             "requests": len(latencies), "non_2xx": errors}
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_tree(root: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by ``root`` and by all its descendants."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK)
+    own = stats.get(root, (0, 0.0))[1]
+    family, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, (ppid, _) in stats.items() if ppid in frontier} - family
+        family |= frontier
+    return own, sum(stats[pid][1] for pid in family)
+
+
 def _server_200s(port: int) -> int:
     import httpx
 
@@ -245,8 +268,11 @@ def main() -> None:
                 # machine weighs on both sides alike.
                 for _ in range(args.rounds):
                     for name in ("bare", "full"):
+                        own0, kids0 = _cpu_tree(procs[name].pid)
                         load = (_load_wrk(wrk, ports[name], paths, args, work) if wrk
                                 else _load_httpx(ports[name], paths, args))
+                        own1, kids1 = _cpu_tree(procs[name].pid)
+                        load["cpu_own"], load["cpu_kids"] = own1 - own0, kids1 - kids0
                         rounds[name].append(load)
                 time.sleep(0.5)  # replies in flight when the load stopped
                 server_200 = _server_200s(ports["full"]) if args.workers == 1 else -1
@@ -265,6 +291,8 @@ def main() -> None:
         runs = rounds[name]
         requests = sum(r["requests"] for r in runs)
         return {"rps": requests / (args.round_seconds * len(runs)), "requests": requests,
+                "cpu_own": sum(r["cpu_own"] for r in runs) / requests * 1e6,
+                "cpu_kids": sum(r["cpu_kids"] for r in runs) / requests * 1e6,
                 "p99_ms": max(r["p99_ms"] for r in runs),
                 "non_2xx": sum(r["non_2xx"] for r in runs)}
 
@@ -278,6 +306,9 @@ def main() -> None:
     print(f"{'p99 latency (ms, worst)':24}{bare['p99_ms']:>14.2f}{full['p99_ms']:>14.2f}")
     print(f"{'requests (client)':24}{bare['requests']:>14,}{full['requests']:>14,}")
     print(f"{'non-2xx':24}{bare['non_2xx']:>14,}{full['non_2xx']:>14,}")
+    # CPU per request does not move with the machine's other load the way requests/s does.
+    print(f"{'CPU/request (us), server':24}{bare['cpu_own']:>14.0f}{full['cpu_own']:>14.0f}")
+    print(f"{'  + its child processes':24}{bare['cpu_kids']:>14.0f}{full['cpu_kids']:>14.0f}")
     per_round = ", ".join(f"{f['rps'] / b['rps']:.2f}"
                           for b, f in zip(rounds["bare"], rounds["full"], strict=True))
     print(f"ratio full/bare: {full['rps'] / bare['rps']:.2f} (rounds: {per_round})  "

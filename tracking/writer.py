@@ -20,6 +20,7 @@ the server closes the pool or goes away.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import signal
@@ -90,16 +91,31 @@ class ProcessStore:
         """Write one batch in the child (blocks this thread until it committed)."""
         pool = self._executor()
         try:
-            written, orphans = pool.submit(_write, list(ops)).result()
+            return self._count(*pool.submit(_write, list(ops)).result())
         except BrokenProcessPool:
-            with self._lock:  # the child died: the next call starts a new one
-                if self._pool is pool:
-                    self._pool = None
-            pool.shutdown(wait=False)
+            self._forget(pool)
             raise
+
+    async def write_batch_async(self, ops: Sequence[Op]) -> int:
+        """:meth:`write_batch` awaited from the event loop: no thread of this process
+        waits on the child (one hop fewer per batch than a worker thread)."""
+        pool = self._executor()
+        try:
+            return self._count(*await asyncio.wrap_future(pool.submit(_write, list(ops))))
+        except BrokenProcessPool:
+            self._forget(pool)
+            raise
+
+    def _count(self, written: dict[str, int], orphans: int) -> int:
         self.written.update(written)
         self.orphans += orphans
         return sum(written.values())
+
+    def _forget(self, pool: ProcessPoolExecutor) -> None:
+        with self._lock:  # the child died: the next call starts a new one
+            if self._pool is pool:
+                self._pool = None
+        pool.shutdown(wait=False)
 
     def close(self) -> None:
         with self._lock:
