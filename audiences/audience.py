@@ -10,7 +10,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, func, select
+import orjson
+from sqlalchemy import Connection, Select, Text, and_, cast, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from audiences.consent import status_column
@@ -32,12 +33,19 @@ def eligible_clause(channel: str) -> ColumnElement[bool]:
 
 
 def audience_query(
-    where: ColumnElement[bool], channel: str, after_id: int = 0, limit: int | None = None
+    where: ColumnElement[bool], channel: str, after_id: int = 0, limit: int | None = None,
+    *, attributes_as_text: bool = False,
 ) -> Select[Any]:
     """Full contact rows matching ``where`` and eligible on ``channel``, by id after
-    ``after_id`` (keyset pagination: resume from the last id sent)."""
+    ``after_id`` (keyset pagination: resume from the last id sent). With
+    ``attributes_as_text`` the attributes column is the JSON text, for
+    :func:`contacts_from_text` to decode a whole batch at once."""
+    columns: list[Any] = [contacts]
+    if attributes_as_text:
+        columns = [cast(c, Text).label(c.name) if c.name == "attributes" else c
+                   for c in contacts.c]
     stmt = (
-        select(contacts)
+        select(*columns)
         .where(where, eligible_clause(channel), contacts.c.id > after_id)
         .order_by(contacts.c.id)
     )
@@ -70,8 +78,8 @@ class Contact(Mapping[str, Any]):
                 if key in _TIME_COLUMNS and value.tzinfo is None:
                     return value.replace(tzinfo=UTC)
                 return value
-            if key == "attributes":
-                return self._attrs
+        if key == "attributes":
+            return self._attrs
         return self._attrs[key]
 
     def __iter__(self) -> Iterator[str]:
@@ -96,6 +104,16 @@ def contacts_from(keys: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Co
     return [Contact(row, index, row[at] or {}) for row in rows]
 
 
+def contacts_from_text(keys: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Contact]:
+    """Views over rows whose ``attributes`` column is JSON text: the batch's attributes are
+    decoded by one orjson call over one JSON array, not one driver callback per row (a
+    per-row call cost more than the decoding itself)."""
+    at = list(keys).index("attributes")
+    index = {k: i for i, k in enumerate(keys) if i != at}
+    decoded = orjson.loads("[" + ",".join([row[at] or "null" for row in rows]) + "]")
+    return [Contact(row, index, attrs or {}) for row, attrs in zip(rows, decoded, strict=True)]
+
+
 def contact_dict(row: Any) -> dict[str, Any]:
     """A contact row (mapping or (key, value) pairs) as a plain dict with the same content
     as :class:`Contact` (for callers that change it)."""
@@ -114,10 +132,11 @@ def iter_audience(
 ) -> Iterator[list[Contact]]:
     """Batches of contacts (see :class:`Contact`), in id order, each one query."""
     while True:
-        result = conn.execute(audience_query(where, channel, after_id, batch_size))
+        result = conn.execute(audience_query(where, channel, after_id, batch_size,
+                                             attributes_as_text=True))
         keys = tuple(result.keys())
         # fetchall: one driver call per batch (row-by-row fetching cost a third of the time).
-        batch = contacts_from(keys, result.fetchall())
+        batch = contacts_from_text(keys, result.fetchall())
         if not batch:
             return
         yield batch

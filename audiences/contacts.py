@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 from sqlalchemy import Connection, Engine, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
@@ -156,6 +157,7 @@ def import_contacts(
     seen = 0
     # One writer thread: the database works on chunk n while this thread parses chunk n+1
     # (drivers release the GIL while the server or SQLite works).
+    writer = _Writer(engine)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reach-import") as pool:
         pending: Future[None] | None = None
 
@@ -163,7 +165,7 @@ def import_contacts(
             nonlocal pending
             if pending is not None:
                 pending.result()
-            pending = pool.submit(_flush, engine, rows, report)
+            pending = pool.submit(writer.flush, rows, report)
 
         for line, record, raw, error in records:
             seen += 1
@@ -189,31 +191,50 @@ def import_contacts(
         submit(chunk)
         if pending is not None:
             pending.result()
+        pool.submit(writer.close).result()
     report.rejected.sort(key=lambda r: r.line)
     if progress:
         progress(seen)
     return report
 
 
-def _flush(engine: Engine, chunk: list[_Row], report: ImportReport) -> None:
-    if not chunk:
-        return
-    try:
-        with engine.begin() as conn:
-            inserted, updated = _upsert(conn, chunk)
-    except DBAPIError as exc:
-        if len(chunk) > 1:
-            for row in chunk:  # find the rows the database refuses; import the others
-                _flush(engine, [row], report)
+class _Writer:
+    """The import's database side, run in its one thread, on one connection for the whole
+    import: a pool checkout per chunk cost a ping, and each round trip of this thread can
+    wait up to a GIL switch interval (5 ms) while the parsing thread runs."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.conn: Connection | None = None
+
+    def flush(self, chunk: list[_Row], report: ImportReport) -> None:
+        if not chunk:
             return
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        if "unique" in reason.lower():
-            reason = ("conflicts with another contact: its email and external_id belong "
-                      f"to two different contacts ({reason})")
-        report.reject(RejectedRow(chunk[0].line, reason, raw_text(chunk[0].raw)))
-        return
-    report.inserted += inserted
-    report.updated += updated
+        if self.conn is None:
+            self.conn = self.engine.connect()
+        try:
+            with self.conn.begin():
+                inserted, updated = _upsert(self.conn, chunk)
+        except DBAPIError as exc:
+            if len(chunk) > 1:
+                for row in chunk:  # find the rows the database refuses; import the others
+                    self.flush([row], report)
+                return
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            if "unique" in reason.lower():
+                reason = ("conflicts with another contact: its email and external_id belong "
+                          f"to two different contacts ({reason})")
+            report.reject(RejectedRow(chunk[0].line, reason, raw_text(chunk[0].raw)))
+            return
+        if self.conn.dialect.name == "postgresql":
+            self.conn.info[_STAGE] = True  # committed: the stage table exists from now on
+        report.inserted += inserted
+        report.updated += updated
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 def _upsert(conn: Connection, rows: list[_Row]) -> tuple[int, int]:
@@ -225,7 +246,7 @@ def _upsert(conn: Connection, rows: list[_Row]) -> tuple[int, int]:
         cols = row.cols
         created = cols.get("created_at")
         values = (*(cols.get(c) for c in _UPDATABLE),
-                  json.dumps(cols["attributes"], ensure_ascii=False, default=str),
+                  _attributes_json(cols["attributes"]),
                   stamp if created is None else (created if pg else _sqlite_time(created)),
                   stamp)
         groups.setdefault((row.target, created is not None), []).append(values)
@@ -240,13 +261,23 @@ def _upsert(conn: Connection, rows: list[_Row]) -> tuple[int, int]:
             _copy_rows(conn, batch)
             flags = conn.exec_driver_sql(_upsert_sql(pg, target, with_created)).scalars()
             inserted += sum(1 for fresh in flags if fresh)
-            conn.exec_driver_sql(f"DELETE FROM {_STAGE}")
+            if len(groups) > 1:  # otherwise the commit empties it (ON COMMIT DELETE ROWS)
+                conn.exec_driver_sql(f"DELETE FROM {_STAGE}")
         else:
             conn.exec_driver_sql(_upsert_sql(pg, target, with_created), batch)
     if not pg:
         inserted = sum(1 for r in rows if (r.target, str(r.cols[r.target])) not in existing)
     _apply_statuses(conn, [r for r in rows if r.statuses])
     return inserted, len(rows) - inserted
+
+
+def _attributes_json(attributes: dict[str, Any]) -> str:
+    """orjson (several times faster); the standard library for what orjson refuses, such
+    as integers beyond 64 bits, which a CSV column of long numbers produces."""
+    try:
+        return orjson.dumps(attributes, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(attributes, ensure_ascii=False, default=str)
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -272,10 +303,11 @@ _NAMES = [*_UPDATABLE, "attributes", "created_at", "updated_at"]
 
 
 def _copy_rows(conn: Connection, batch: list[tuple[Any, ...]]) -> None:
-    columns = ", ".join(f"{c} VARCHAR" for c in _UPDATABLE)
-    conn.exec_driver_sql(
-        f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ({columns}, attributes JSONB, "
-        "created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ) ON COMMIT DELETE ROWS")
+    if not conn.info.get(_STAGE):  # once per database connection (a temp table lives on)
+        columns = ", ".join(f"{c} VARCHAR" for c in _UPDATABLE)
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ({columns}, attributes JSONB, "
+            "created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ) ON COMMIT DELETE ROWS")
     driver = conn.connection.driver_connection
     with driver.cursor() as cur, cur.copy(  # type: ignore[union-attr]
         f"COPY {_STAGE} ({', '.join(_NAMES)}) FROM STDIN"

@@ -12,6 +12,7 @@ from audiences.compiler import (
     audience_query,
     check_attributes,
     compile_conditions,
+    contact_dict,
     count,
     explain,
     iter_audience,
@@ -74,6 +75,9 @@ def test_keyset_batches_and_contact_dict_shape(engine: Engine, people) -> None:
         assert first["first_name"] == "Ann"  # columns win over attributes of the same name
         assert first["attributes"]["first_name"] == "shadowed" and first["score"] == 3
         assert first["created_at"].tzinfo is not None
+        # Attributes decoded per batch from JSON text: the same contact as a row read whole.
+        whole = conn.execute(audience_query(where, "email", limit=1)).mappings().one()
+        assert dict(first) == contact_dict(whole.items())
         # Resuming after an id skips what was already sent.
         rest = conn.execute(audience_query(where, "email", after_id=ids[19])).all()
         assert [r.id for r in rest] == ids[20:]

@@ -192,3 +192,20 @@ def test_rejected_rows_are_counted_but_kept_only_up_to_a_cap(engine, tmp_path, m
     report = import_contacts(engine, path)
     assert report.inserted == 1 and report.rejected_count == 8
     assert [r.line for r in report.rejected] == [2, 3, 4, 5, 6]
+
+
+def test_long_numbers_and_unicode_attributes_import_whole(engine: Engine, tmp_path: Path) -> None:
+    # CSV: 25 digits stay text (no float rounding); JSON lines: an integer beyond 64 bits,
+    # which orjson refuses to write, is stored whole instead of crashing the import.
+    text = "email,account,city\nzoe@example.org,1234567890123456789012345,Zürich 東京\n"
+    report = import_contacts(engine, write(tmp_path, "long.csv", text))
+    assert (report.inserted, report.rejected_count) == (1, 0)
+    attrs = rows(engine)["zoe@example.org"]["attributes"]
+    assert attrs == {"account": "1234567890123456789012345", "city": "Zürich 東京"}
+    line = json.dumps({"email": "yan@example.org", "big": 2**80, "city": "Zürich"})
+    report = import_contacts(engine, write(tmp_path, "big.jsonl", line + "\n"))
+    assert (report.inserted, report.rejected_count) == (1, 0)
+    assert rows(engine)["yan@example.org"]["attributes"] == {"big": 2**80, "city": "Zürich"}
+    # A second import of the same file updates in place (the stage table is reused).
+    again = import_contacts(engine, write(tmp_path, "long.csv", text))
+    assert (again.inserted, again.updated) == (0, 1)
