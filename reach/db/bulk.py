@@ -1,13 +1,15 @@
-"""Batch inserts and updates that send one array per column to PostgreSQL.
+"""Batch inserts and updates that send a batch to PostgreSQL as one JSON document.
 
 An executemany of a thousand rows reaches psycopg from SQLAlchemy as multi-row
 ``VALUES`` statements with one placeholder per value ("insertmanyvalues"), or as a
 thousand parameter dicts. psycopg caches the conversion of a statement's placeholders
 only up to 50 parameters, so every such statement (12 columns × 1,000 rows) was parsed
 again with a regular expression: 14 % of a journey tick in a profile, more than the
-database spent on the rows. Here each column travels as one array, unpacked by
-``unnest`` on the server: a short statement whose conversion psycopg caches, and arrays
-psycopg's C adapters build at once.
+database spent on the rows. Here the batch travels as one parameter, a JSON array that
+orjson writes in C, typed back into rows on the server by ``jsonb_to_recordset``: a short
+statement whose conversion psycopg caches. (One array per column with ``unnest`` came
+first; psycopg builds array parameters value by value in Python, and the JSON document
+measured 15 % faster per 1,000-row insert.)
 
 Other databases (SQLite) get the plain Core executemany, which is what they are fast at.
 """
@@ -17,7 +19,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, bindparam, func, select, update
+import orjson
+from sqlalchemy import (
+    Column,
+    Connection,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    column,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -26,14 +40,16 @@ def _is_pg(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def _arrays(table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]],
-            prefix: str) -> list[ColumnElement[Any]]:
-    """``unnest(:prefix_i)`` per column, each a typed array of that column's values."""
-    return [
-        func.unnest(bindparam(f"{prefix}{i}", [row[name] for row in rows],
-                              type_=postgresql.ARRAY(table.c[name].type))).label(name)
-        for i, name in enumerate(columns)
-    ]
+def _recordset(table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+               ) -> Any:
+    """The rows as one JSON document, read back as a typed row set by
+    ``jsonb_to_recordset``: orjson writes it in C, where psycopg's array dumper walks every
+    value in Python."""
+    document = orjson.dumps([{c: row[c] for c in columns} for row in rows], default=str)
+    return (func.jsonb_to_recordset(cast(bindparam("rows", document.decode(), type_=Text),
+                                         postgresql.JSONB))
+            .table_valued(*(column(c, table.c[c].type) for c in columns))
+            .render_derived(name="v", with_types=True))
 
 
 def insert_rows(
@@ -51,8 +67,9 @@ def insert_rows(
         return []
     columns = list(rows[0])
     if _is_pg(conn):
-        source = select(*_arrays(table, columns, rows, "c"))
-        stmt: Any = postgresql.insert(table).from_select(columns, source)
+        rowset = _recordset(table, columns, rows)
+        stmt: Any = postgresql.insert(table).from_select(
+            columns, select(*(rowset.c[c] for c in columns)))
         params: Any = None
     else:
         stmt = sqlite.insert(table) if conn.dialect.name == "sqlite" else table.insert()
@@ -82,10 +99,10 @@ def update_rows(
         return
     columns = [c for c in rows[0] if c != key]
     if _is_pg(conn):
-        source = select(*_arrays(table, [key, *columns], rows, "u")).subquery("v")
+        rowset = _recordset(table, [key, *columns], rows)
         stmt = (update(table)
-                .where(table.c[key] == source.c[key], *where)
-                .values({**{c: source.c[c] for c in columns}, **(fixed or {})}))
+                .where(table.c[key] == rowset.c[key], *where)
+                .values({**{c: rowset.c[c] for c in columns}, **(fixed or {})}))
         conn.execute(stmt)
         return
     stmt = (update(table)
