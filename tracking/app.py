@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Literal
 from urllib.parse import urlsplit
 
 import anyio
@@ -59,7 +60,7 @@ def create_app(
     *,
     view_renderer: Callable[[int], str | None] | None = None,
     queue_options: dict[str, float] | None = None,
-    writer: str = "thread",
+    writer: Literal["auto", "process", "thread"] = "thread",
 ) -> Starlette:
     """The tracking server for one project; ``engine`` must be migrated (``reach.db.connect``).
 

@@ -43,6 +43,7 @@ class BatchStore(Protocol):
 
     def start(self) -> None: ...
     def write_batch(self, ops: Sequence[Op]) -> int: ...
+    async def write_batch_async(self, ops: Sequence[Op]) -> int: ...
     def close(self) -> None: ...
 
 
@@ -128,11 +129,7 @@ class EventQueue:
         count = min(len(self._pending), self.batch_size)
         batch = [self._pending.popleft() for _ in range(count)]
         try:
-            write_async = getattr(self.store, "write_batch_async", None)
-            if write_async is not None:
-                await write_async(batch)
-            else:
-                await anyio.to_thread.run_sync(self.store.write_batch, batch)
+            await self.store.write_batch_async(batch)
         except Exception as exc:  # driver errors vary; keep the events and retry
             self.flush_errors += 1
             log.warning("tracking flush failed (%s: %s); retrying", type(exc).__name__, exc)

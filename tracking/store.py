@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio.to_thread
 from sqlalchemy import Engine, insert, select, update
 
 from reach.clock import as_utc
@@ -87,6 +88,10 @@ class EngagementStore:
 
     def close(self) -> None:
         """Nothing to release (the engine belongs to the caller)."""
+
+    async def write_batch_async(self, ops: Sequence[Op]) -> int:
+        """:meth:`write_batch` in a worker thread (the engine is synchronous)."""
+        return await anyio.to_thread.run_sync(self.write_batch, ops)
 
     def _message_info(self, conn: Any, ids: set[int]) -> dict[int, tuple[int, datetime | None]]:
         found: dict[int, tuple[int, datetime | None]] = {}
