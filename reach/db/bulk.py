@@ -45,7 +45,9 @@ def _recordset(table: Table, columns: Sequence[str], rows: Sequence[Mapping[str,
     """The rows as one JSON document, read back as a typed row set by
     ``jsonb_to_recordset``: orjson writes it in C, where psycopg's array dumper walks every
     value in Python."""
-    document = orjson.dumps([{c: row[c] for c in columns} for row in rows], default=str)
+    # A naive time is UTC here, as everywhere in Reach (never the server's TimeZone).
+    document = orjson.dumps([{c: row[c] for c in columns} for row in rows], default=str,
+                            option=orjson.OPT_NAIVE_UTC)
     return (func.jsonb_to_recordset(cast(bindparam("rows", document.decode(), type_=Text),
                                          postgresql.JSONB))
             .table_valued(*(column(c, table.c[c].type) for c in columns))
