@@ -9,10 +9,9 @@ Email files are written by a thread of their own: creating a file is kernel work
 0.05 to over 1 ms per file on the ext4 of the machines measured here, and renders and
 database work go on meanwhile in the event loop's thread (the GIL is released during the
 syscalls). One thread, not more: creations in one directory are serialised by the kernel
-(two threads measured no faster than one). The JSON lines are
-appended synchronously, a page-cache write of a few hundred bytes costing less than a hop
-to a thread. Durability comes at ``flush()``, which fsyncs what was written since the last
-one.
+(two threads measured no faster than one). The JSON lines are appended synchronously, a
+page-cache write of a few hundred bytes costing less than a hop to a thread. Durability
+comes at ``flush()``, which fsyncs what was written since the last one.
 """
 
 from __future__ import annotations
@@ -147,7 +146,7 @@ class EmailOutbox:
         self._unsynced.clear()
 
     async def close(self) -> None:
-        """Flush, and stop the writing threads."""
+        """Flush, and stop the writer thread."""
         await self.flush()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
