@@ -1,16 +1,22 @@
 """Benchmark: the bare Starlette pixel route vs. the full tracking pixel on PostgreSQL.
 
     .venv/bin/python benchmarks/tracking.py [--rounds 4] [--round-seconds 5]
-                                            [--connections 64] [--workers 1]
+                                            [--connections 16] [--workers 1] [--soak 20]
 
 Starts (a) a bare Starlette app answering the GIF and (b) the full tracking server (token
 verified, open classified, queued, persisted to PostgreSQL in a schema of its own), each
 under uvicorn (uvloop + httptools, access log off) in a subprocess, loads them in
 alternating rounds with ``wrk`` (installed with apt-get when missing and running as root;
 an async httpx client otherwise) on 127.0.0.1, and prints requests/s and the worst
-round's p99 side by side, the ratio overall and per round, and whether the events
-persisted equal the 200 answers the server counted. The full server is stopped with
-SIGTERM, as in production, before counting. (One run of this machine's figures moved by a
+round's p99 side by side, the ratio overall and per round. Then the full route alone takes
+``--soak`` seconds of continuous load at that peak rate, the server is stopped with SIGTERM,
+as in production, and the events persisted are compared with the 200 answers it counted.
+
+Sixteen connections by default: on the 2-core machines measured here both routes reach
+their peak rate at eight (8, 16, 32 and 64 connections gave the same requests/s within
+noise); beyond that, more connections only queue, and by Little's law each one adds
+1/rate to every request's latency (64 connections at 7,500 req/s: 8.5 ms on average,
+p99 47–88 ms, against 5–6 ms at 16). (One run of this machine's figures moved by a
 third from one 10-second load to the next; alternating rounds keep such drift out of the
 ratio.)
 """
@@ -86,7 +92,7 @@ def _wrk() -> str | None:
 
 
 def _load_wrk(wrk: str, port: int, paths: list[str], args: argparse.Namespace,
-              workdir: Path) -> dict[str, float]:
+              workdir: Path, seconds: int = 0) -> dict[str, float]:
     script = workdir / "paths.lua"
     lua_paths = ",".join(f'"{p}"' for p in paths)
     script.write_text(
@@ -95,7 +101,7 @@ def _load_wrk(wrk: str, port: int, paths: list[str], args: argparse.Namespace,
         "  return wrk.format('GET', paths[i], {['User-Agent'] = 'Mozilla/5.0 (bench)'})\nend\n"
     )
     out = subprocess.run(
-        [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.round_seconds}s",
+        [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds or args.round_seconds}s",
          "--latency",
          "-s", str(script), f"http://127.0.0.1:{port}"],
         capture_output=True, text=True, check=True,
@@ -109,7 +115,8 @@ def _load_wrk(wrk: str, port: int, paths: list[str], args: argparse.Namespace,
             "requests": total, "non_2xx": int(bad.group(1)) if bad else 0}
 
 
-def _load_httpx(port: int, paths: list[str], args: argparse.Namespace) -> dict[str, float]:
+def _load_httpx(port: int, paths: list[str], args: argparse.Namespace,
+                seconds: int = 0) -> dict[str, float]:
     import httpx
 
     latencies: list[float] = []
@@ -129,7 +136,7 @@ def _load_httpx(port: int, paths: list[str], args: argparse.Namespace) -> dict[s
         limits = httpx.Limits(max_connections=args.connections)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits) as c:
             began = time.monotonic()
-            stop = began + args.round_seconds
+            stop = began + (seconds or args.round_seconds)
             await asyncio.gather(*(worker(c, stop, n) for n in range(args.connections)))
             return time.monotonic() - began
 
@@ -209,9 +216,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--round-seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--soak", type=int, default=20,
+                        help="seconds of continuous load on the full route before SIGTERM")
     parser.add_argument("--pg-url", default=os.environ.get("REACH_TEST_DATABASE_URL", DEFAULT_PG))
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -274,6 +283,8 @@ def main() -> None:
                         own1, kids1 = _cpu_tree(procs[name].pid)
                         load["cpu_own"], load["cpu_kids"] = own1 - own0, kids1 - kids0
                         rounds[name].append(load)
+                soak = (_load_wrk(wrk, ports["full"], paths, args, work, args.soak) if wrk
+                        else _load_httpx(ports["full"], paths, args, args.soak))
                 time.sleep(0.5)  # replies in flight when the load stopped
                 server_200 = _server_200s(ports["full"]) if args.workers == 1 else -1
             finally:
@@ -316,12 +327,15 @@ def main() -> None:
     for name in ("bare", "full"):
         print(f"p99 per round, {name}: " + ", ".join(f"{r['p99_ms']:.1f}" for r in rounds[name])
               + " ms")
+    print(f"then {args.soak}s of continuous load on the full route: {soak['rps']:,.0f} req/s, "
+          f"p99 {soak['p99_ms']:.2f} ms, {soak['non_2xx']:,} non-2xx; then SIGTERM")
     answered = server_200
     if answered >= 0:
         print(f"persisted opens: {persisted:,}; 200 answers counted by the server: "
               f"{answered:,} -> {'OK, none lost' if persisted == answered else 'MISMATCH'}")
     else:
-        print(f"persisted opens: {persisted:,}; client-counted answers: {full['requests']:,} "
+        client = full["requests"] + soak["requests"]
+        print(f"persisted opens: {persisted:,}; client-counted answers: {client:,} "
               "(with several workers each keeps its own counters; wrk does not count replies "
               "in flight when it stops, so persisted may exceed it by up to --connections)")
 

@@ -34,7 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from campaigns import journal
 from reach import clock
-from reach.db.bulk import insert_rows, update_rows
+from reach.db.bulk import among, insert_rows, update_rows
 from reach.db.schema import contacts, messages
 
 QUEUED, SENDING, SENT, FAILED, BOUNCED, UNKNOWN = (
@@ -213,7 +213,7 @@ def release(conn: Connection, ledger_ids: Sequence[int]) -> None:
     if ledger_ids:
         conn.execute(
             update(messages)
-            .where(messages.c.id.in_(list(ledger_ids)), messages.c.status == SENDING)
+            .where(among(conn, messages.c.id, ledger_ids), messages.c.status == SENDING)
             .values(status=QUEUED, lease_owner=None, lease_until=None,
                     attempts=messages.c.attempts - 1)
         )
@@ -254,7 +254,7 @@ def _settle_from_journal(conn: Connection, where: ColumnElement[bool], owner: st
     delivered = [i for i, kind in state.items() if kind == journal.SENT]
     in_flight = [i for i, kind in state.items() if kind == journal.ATTEMPT]
     for ids in _chunks(delivered):
-        conn.execute(update(messages).where(mine, messages.c.id.in_(ids)).values(
+        conn.execute(update(messages).where(mine, among(conn, messages.c.id, ids)).values(
             status=SENT, sent_at=clock.now(), lease_owner=None, lease_until=None,
             last_error="recovered: delivered before the sender stopped"))
     # Rows it claimed but never put on the wire (or that were refused outright) are safe to
@@ -262,7 +262,7 @@ def _settle_from_journal(conn: Connection, where: ColumnElement[bool], owner: st
     left = conn.execute(select(messages.c.id).where(mine)).scalars().all()
     never = sorted(set(left) - set(in_flight))
     for ids in _chunks(never):
-        conn.execute(update(messages).where(mine, messages.c.id.in_(ids)).values(
+        conn.execute(update(messages).where(mine, among(conn, messages.c.id, ids)).values(
             status=QUEUED, lease_owner=None, lease_until=None,
             attempts=messages.c.attempts - 1))
     journal.discard(directory, owner)

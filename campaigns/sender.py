@@ -30,6 +30,7 @@ from campaigns.channels.errors import ConfigurationSendError
 from campaigns.journal import Journal
 from reach import clock
 from reach.clock import as_utc
+from reach.db.bulk import among
 from reach.db.schema import BOUNCED, UNSUBSCRIBED, contacts
 from reach.settings import Settings
 
@@ -39,7 +40,7 @@ CHUNK = 100  # rows claimed at once: the most a crash can leave in an unknown st
 
 def load_contacts(conn: Any, ids: list[int]) -> dict[int, Any]:
     """The contacts of a chunk of ledger rows, by id, as :class:`audiences.audience.Contact`."""
-    result = conn.execute(select(contacts).where(contacts.c.id.in_(ids)))
+    result = conn.execute(select(contacts).where(among(conn, contacts.c.id, ids)))
     people = contacts_from(tuple(result.keys()), result.fetchall())
     return {person["id"]: person for person in people}
 

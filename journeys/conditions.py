@@ -24,6 +24,7 @@ from journeys.spec import (
     JourneyCondition,
     OpenedCondition,
 )
+from reach.db.bulk import among
 from reach.db.schema import contacts, engagements, events, journey_states, messages
 
 _adapter: TypeAdapter[Any] = TypeAdapter(JourneyCondition)
@@ -86,5 +87,5 @@ def matching(conn: Connection, ids: Sequence[int], clause: ColumnElement[bool]) 
     """Which of ``ids`` satisfy ``clause``: one query for the whole group."""
     if not ids:
         return set()
-    rows = conn.execute(select(contacts.c.id).where(contacts.c.id.in_(list(ids)), clause))
+    rows = conn.execute(select(contacts.c.id).where(among(conn, contacts.c.id, ids), clause))
     return {r[0] for r in rows}

@@ -29,6 +29,7 @@ from audiences.spec import SegmentSpec
 from campaigns.ledger import dialect_insert
 from journeys.plan import JourneyPlan
 from reach import clock
+from reach.db.bulk import among
 from reach.db.schema import contacts, definitions, events, journey_states
 from reach.errors import ReachError
 
@@ -203,7 +204,8 @@ def exit_on_goal(engine: Engine, plan: JourneyPlan, now: datetime) -> int:
                or clock.as_utc(r[2]) <= clock.as_utc(r[1]) + within]  # type: ignore[operator]
         if not ids:
             return 0
-        return conn.execute(update(js).where(js.c.id.in_(ids), js.c.status == ACTIVE).values(
+        return conn.execute(update(js).where(among(conn, js.c.id, ids),
+                                             js.c.status == ACTIVE).values(
             status=EXITED, exit_reason="goal", exited_at=now, due_at=None,
             lease_owner=None, lease_until=None)).rowcount or 0
 

@@ -24,7 +24,7 @@ from journeys import enrol as entry
 from journeys.plan import ChannelPlan, JourneyPlan
 from journeys.steps import EXECUTORS, Tick, Walker
 from reach import clock
-from reach.db.bulk import update_rows
+from reach.db.bulk import among, update_rows
 from reach.db.schema import contacts, journey_states, messages
 from reach.settings import Settings
 
@@ -106,7 +106,7 @@ def claim_states(conn: Connection, plan: JourneyPlan, *, owner: str, limit: int
 
 def _walkers(conn: Connection, rows: list[dict[str, Any]]) -> list[Walker]:
     tz = dict(conn.execute(select(contacts.c.id, contacts.c.timezone).where(
-        contacts.c.id.in_([r["contact_id"] for r in rows]))).all())
+        among(conn, contacts.c.id, [r["contact_id"] for r in rows]))).all())
     return [Walker(id=r["id"], contact_id=r["contact_id"], entry_count=r["entry_count"],
                    entered_at=clock.as_utc(r["entered_at"]), step_id=r["step_id"],  # type: ignore[arg-type]
                    due_at=clock.as_utc(r["due_at"]), waiting_event=r["waiting_event"],

@@ -22,7 +22,7 @@ from journeys import timing
 from journeys.conditions import compile_branch, idempotency_key, matching
 from journeys.plan import JourneyPlan, Node
 from reach import clock
-from reach.db.bulk import insert_rows
+from reach.db.bulk import among, insert_rows
 from reach.db.schema import ab_assignments, ab_decisions, contacts, journey_steps
 from reports.assign import assign_variant
 
@@ -125,7 +125,7 @@ def _send(conn: Connection, tick: Tick, node: Node, items: list[tuple[Walker, st
         ids = [w.contact_id for w, _, _ in group]
         address = contacts.c.email if channel == "email" else contacts.c.phone
         reachable = dict(conn.execute(select(contacts.c.id, address).where(
-            contacts.c.id.in_(ids), eligible_clause(channel))).all())
+            among(conn, contacts.c.id, ids), eligible_clause(channel))).all())
         skipped = [w for w, _, _ in group if w.contact_id not in reachable]
         record(conn, tick, node, skipped, "suppressed")
         for w in skipped:
@@ -168,7 +168,7 @@ def run_ab_test(conn: Connection, tick: Tick, node: Node, walkers: list[Walker])
     ids = [w.contact_id for w in walkers]
     known = dict(conn.execute(select(ab_assignments.c.contact_id, ab_assignments.c.variant)
                               .where(ab_assignments.c.test_key == key,
-                                     ab_assignments.c.contact_id.in_(ids))).all())
+                                     among(conn, ab_assignments.c.contact_id, ids))).all())
     winner = conn.execute(select(ab_decisions.c.winner).where(
         ab_decisions.c.test_key == key)).scalar()
     variants = {v["id"]: v for v in node.config["variants"]}
@@ -222,7 +222,8 @@ def run_wait_for(conn: Connection, tick: Tick, node: Node, walkers: list[Walker]
     since = min(w.wait_since for w in waiting)  # type: ignore[type-var]
     seen: dict[int, list[datetime]] = defaultdict(list)
     for cid, at in conn.execute(select(events.c.contact_id, events.c.occurred_at).where(
-            events.c.contact_id.in_([w.contact_id for w in waiting]), events.c.type == event,
+            among(conn, events.c.contact_id, [w.contact_id for w in waiting]),
+            events.c.type == event,
             events.c.occurred_at >= since, events.c.occurred_at <= tick.now)):
         seen[cid].append(clock.as_utc(at))  # type: ignore[arg-type]
     arrived, timed_out = [], []
@@ -279,7 +280,7 @@ def run_update(conn: Connection, tick: Tick, node: Node, walkers: list[Walker]) 
     fresh = record(conn, tick, node, walkers, "updated")
     if fresh:
         current = dict(conn.execute(select(contacts.c.id, contacts.c.attributes).where(
-            contacts.c.id.in_(list(fresh)))).all())
+            among(conn, contacts.c.id, fresh))).all())
         changes = node.config["attributes"]
         conn.execute(
             update(contacts).where(contacts.c.id == bindparam("cid"))

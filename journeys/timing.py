@@ -16,6 +16,7 @@ from sqlalchemy import Connection, func, select
 
 from journeys.spec import parse_cap, parse_clock
 from reach import clock
+from reach.db.bulk import among
 from reach.db.schema import messages
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -91,7 +92,7 @@ def cap_free_at(conn: Connection, channel: str, contact_ids: Iterable[int], limi
     at = func.coalesce(messages.c.sent_at, messages.c.created_at)
     rows = conn.execute(
         select(messages.c.contact_id, at.label("at"))
-        .where(messages.c.contact_id.in_(ids), messages.c.channel == channel,
+        .where(among(conn, messages.c.contact_id, ids), messages.c.channel == channel,
                messages.c.status.in_(["queued", "sending", "sent", "unknown"]),
                messages.c.source_kind != "test", at > now - window, at <= now)
     ).all()

@@ -237,7 +237,9 @@ def compile_template(source: str, *, name: str, html: bool) -> Template:
             raise TemplateError("T301", f"template syntax error: {exc.message}", name,
                                 exc.lineno, "check the {{ }} and {% %} tags on this line") \
                 from exc
-        template = env.template_class.from_code(env, code, env.make_globals(None), None)
+        # A plain dict of the globals, not the ChainMap Jinja builds: every render copies them
+        # into its context, and copying a ChainMap walks it in Python.
+        template = env.template_class.from_code(env, code, dict(env.make_globals(None)), None)
         _compiled[key] = template
     return template
 
