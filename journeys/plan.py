@@ -60,6 +60,7 @@ class JourneyPlan(BaseModel):
     entry: dict[str, Any]
     goal: dict[str, Any] | None
     exit_on_goal: bool
+    cost: dict[str, Any] | None = None
     settings: dict[str, Any]
     segments: dict[str, dict[str, Any]]
     first: str
@@ -212,6 +213,10 @@ def compile_spec(spec: JourneySpec, *, source_file: str, segments: dict[str, Any
         "order": flat.order,
         "nodes": {k: v.model_dump() for k, v in flat.nodes.items()},
     }
+    if spec.cost.model_fields_set:
+        # Only when written: a journey without ``cost:`` keeps the version (content hash)
+        # it had before journeys could have one.
+        body["cost"] = spec.cost.model_dump()
     version = content_hash({"plan": body, "files": file_hashes})
     return JourneyPlan(version=version, **body)
 

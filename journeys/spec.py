@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from audiences.spec import LEAF_KINDS, NAME, AllGroup, AnyGroup, NotGroup
+from campaigns.spec import CostSpec
 from reach.spec import SpecModel, check_duration, check_unique_ids
 
 STEP_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
@@ -438,6 +439,8 @@ class JourneySpec(SpecModel):
     entry: EntrySpec
     goal: GoalSpec | None = None
     exit_on_goal: bool = False
+    # What the journey costs, as for a campaign: reports give its ROI (PRODUCT.md §10).
+    cost: CostSpec = CostSpec()
     settings: JourneySettings = JourneySettings()
     steps: list[Step] = Field(min_length=1)  # type: ignore[valid-type]
 

@@ -132,3 +132,42 @@ def test_graph_simulate_and_view(project: Project) -> None:
                                      "attributes": {}}, message_id=1, context=context)
     assert "Xu" in html
     assert journey_template(cfg, plan.model_dump(mode="json"), "nudge", "b") is None
+
+
+def test_journey_cost_gives_roi_in_the_report(project: Project) -> None:
+    text = """
+    journey: j
+    entry: {segment: trials}
+    goal: {event: purchase, within: 5d, revenue: amount}
+    settings: {from: "Acme <hello@acme.test>"}
+    steps:
+      - {id: hello, email: {template: templates/welcome.mjml, subject: Hi}}
+      - {id: ping, sms: {body: "Hi {{ contact.first_name }}"}}
+    """
+    project.journey(text)
+    from journeys.plan import compile_journey
+    from reach.project import load_project
+    from reach.settings import load_settings
+
+    plain = compile_journey(load_project(load_settings(project.root)), "j")
+    assert plain.cost is None  # no cost written: none in the plan, nor in its version
+    project.journey(text.replace("settings:", "cost: {fixed: 10, per_email: 0.5, per_sms: 2, "
+                                              "currency: USD}\n    settings:"))
+    costed = compile_journey(load_project(load_settings(project.root)), "j")
+    assert costed.cost == {"fixed": 10, "per_email": 0.5, "per_sms": 2, "currency": "USD"}
+    assert costed.version != plain.version
+    project.import_contacts(PEOPLE[:4], now=T0)
+    assert project.run(now=T0)["sent"] == 8  # an email and an SMS (one segment) each
+    project.events([{"contact": "p1@example.com", "type": "purchase", "properties":
+                     {"amount": 40}, "occurred_at": "2026-03-03T10:00:00+00:00"}],
+                   now="2026-03-03T10:00:00+00:00")
+    report = json.loads(project.cli("report", "j", "--json",
+                                    now="2026-03-04T10:00:00+00:00").stdout)
+    item = report[0] if isinstance(report, list) else report
+    cost = 10 + 4 * 0.5 + 4 * 2  # fixed + per email + per SMS segment = 20
+    assert (item["cost"], item["currency"], item["revenue"]) == (cost, "USD", 40.0)
+    assert (item["roi"], item["roas"], item["cpa"]) == (1.0, 2.0, 20.0)
+    # A broken cost is a validation error with the file's line, not a silent zero.
+    project.journey(text.replace("settings:", "cost: {per_email: -1}\n    settings:"))
+    result = project.cli("validate", ok=False)
+    assert result.exit_code != 0 and "journeys/j.yaml:4" in result.output
