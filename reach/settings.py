@@ -75,6 +75,12 @@ class Settings(BaseSettings):
         description="Key for POST /events and /reports on the tracking server "
         "(header X-Reach-Key). Empty: those routes are refused.",
     )
+    metrics_token: str = Field(
+        default="",
+        description="Bearer token GET /metrics asks for (Prometheus: authorization: "
+        "{credentials: ...}). Empty: /metrics is open; the tracking server faces the "
+        "internet, so set one or keep /metrics off the public proxy.",
+    )
     unsubscribe_mailto: str = Field(
         default="",
         description="Mailbox for mailto: List-Unsubscribe (e.g. unsubscribe@acme.test); "

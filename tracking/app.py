@@ -33,7 +33,7 @@ from tracking import metrics as metrics_mod
 from tracking import writer as writer_mod
 from tracking.classify import Classifier
 from tracking.edge import EdgeMiddleware
-from tracking.http import Context, api_key_error, json_error
+from tracking.http import Context, api_key_error, bearer_error, json_error
 from tracking.metrics import Metrics
 from tracking.queue import BatchStore, EventQueue
 from tracking.routes import EngagementRoutes
@@ -107,7 +107,10 @@ def create_app(
         return JSONResponse({"status": "ok", "queue_depth": queue.depth})
 
     async def metrics(request: Request) -> Response:
-        """Prometheus text exposition of this process's counters."""
+        """Prometheus text exposition of this process's counters (``metrics_token``)."""
+        refused = bearer_error(settings.metrics_token, request)
+        if refused is not None:
+            return refused
         spool_waiting = await anyio.to_thread.run_sync(queue.spool.count)
         body = metrics_mod.render(
             ctx.metrics, queue_depth=queue.depth, written=dict(store.written),

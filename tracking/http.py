@@ -79,6 +79,20 @@ def api_key_error(settings: Settings, request: Request) -> JSONResponse | None:
     return None
 
 
+def bearer_error(expected: str, request: Request) -> JSONResponse | None:
+    """None when no token is configured or the request carries it as a Bearer token."""
+    if not expected:
+        return None
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                          expected.encode()):
+        return None
+    response = json_error(401, "bad_metrics_token",
+                          "send the metrics_token of reach.toml as 'Authorization: Bearer …'")
+    response.headers["www-authenticate"] = 'Bearer realm="reach-metrics"'
+    return response
+
+
 def client_ip(request: Request) -> str | None:
     """The client address (uvicorn applies X-Forwarded-For from trusted proxies)."""
     client = request.client

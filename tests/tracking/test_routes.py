@@ -282,3 +282,23 @@ def test_health_and_metrics(live: LiveServer, seed) -> None:
     assert "reach_tracking_queue_depth 0" in text
     assert "# TYPE reach_tracking_flush_errors_total counter" in text
     assert "bad" not in text  # tokens never become label values
+
+
+def test_metrics_token_is_asked_for_when_configured(settings, engine) -> None:
+    guarded = start_server(settings.model_copy(update={"metrics_token": "s3cret-token"}), engine)
+    try:
+        with guarded.client() as client:
+            bare = client.get("/metrics")
+            wrong = client.get("/metrics", headers={"authorization": "Bearer s3cret-tokem"})
+            basic = client.get("/metrics", headers={"authorization": "Basic s3cret-token"})
+            right = client.get("/metrics", headers={"authorization": "Bearer s3cret-token"})
+            health = client.get("/health")  # liveness stays open for load balancers
+    finally:
+        guarded.stop()
+    for refused in (bare, wrong, basic):
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "bad_metrics_token"
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+        assert "reach_tracking" not in refused.text
+    assert right.status_code == 200 and "reach_tracking_queue_depth" in right.text
+    assert health.status_code == 200
