@@ -226,8 +226,6 @@ class _Writer:
                           f"to two different contacts ({reason})")
             report.reject(RejectedRow(chunk[0].line, reason, raw_text(chunk[0].raw)))
             return
-        if self.conn.dialect.name == "postgresql":
-            self.conn.info[_STAGE] = True  # committed: the stage table exists from now on
         report.inserted += inserted
         report.updated += updated
 
@@ -254,15 +252,14 @@ def _upsert(conn: Connection, rows: list[_Row]) -> tuple[int, int]:
     existing = set() if pg else _existing(conn, rows)
     for (target, with_created), batch in groups.items():
         # Driver level: SQLAlchemy's per-row parameter processing cost more than the
-        # database's work. PostgreSQL: COPY into a session temp table, then one
-        # INSERT … SELECT … ON CONFLICT (xmax = 0 marks a fresh row); SQLite (in-process):
-        # executemany. Values travel as data either way, never inside SQL text.
+        # database's work. PostgreSQL: the chunk as one JSON document, read by
+        # jsonb_to_recordset in one INSERT … SELECT … ON CONFLICT (xmax = 0 marks a fresh
+        # row); SQLite (in-process): executemany. Values travel as data either way, never
+        # inside SQL text.
         if pg:
-            _copy_rows(conn, batch)
-            flags = conn.exec_driver_sql(_upsert_sql(pg, target, with_created)).scalars()
+            flags = conn.exec_driver_sql(_upsert_sql(pg, target, with_created),
+                                         {"rows": _document(batch)}).scalars()
             inserted += sum(1 for fresh in flags if fresh)
-            if len(groups) > 1:  # otherwise the commit empties it (ON COMMIT DELETE ROWS)
-                conn.exec_driver_sql(f"DELETE FROM {_STAGE}")
         else:
             conn.exec_driver_sql(_upsert_sql(pg, target, with_created), batch)
     if not pg:
@@ -298,22 +295,20 @@ def _existing(conn: Connection, rows: list[_Row]) -> set[tuple[str, str]]:
     return found
 
 
-_STAGE = "reach_import_stage"
 _NAMES = [*_UPDATABLE, "attributes", "created_at", "updated_at"]
+_TYPES = {"attributes": "JSONB", "created_at": "TIMESTAMPTZ", "updated_at": "TIMESTAMPTZ"}
 
 
-def _copy_rows(conn: Connection, batch: list[tuple[Any, ...]]) -> None:
-    if not conn.info.get(_STAGE):  # once per database connection (a temp table lives on)
-        columns = ", ".join(f"{c} VARCHAR" for c in _UPDATABLE)
-        conn.exec_driver_sql(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ({columns}, attributes JSONB, "
-            "created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ) ON COMMIT DELETE ROWS")
-    driver = conn.connection.driver_connection
-    with driver.cursor() as cur, cur.copy(  # type: ignore[union-attr]
-        f"COPY {_STAGE} ({', '.join(_NAMES)}) FROM STDIN"
-    ) as copy:
-        for values in batch:
-            copy.write_row(values)
+def _document(batch: list[tuple[Any, ...]]) -> str:
+    """A chunk as one JSON array of objects, written by orjson in C; the attributes are
+    already JSON text and go in as they are. (It replaced COPY into a temporary table:
+    psycopg formats COPY rows in Python, and the import's parsing and writing threads share
+    one GIL.)"""
+    where = _NAMES.index("attributes")
+    return orjson.dumps(
+        [dict(zip(_NAMES, (*v[:where], orjson.Fragment(v[where]), *v[where + 1:]),
+                  strict=True)) for v in batch],
+        default=str, option=orjson.OPT_NAIVE_UTC).decode()
 
 
 @lru_cache(maxsize=8)
@@ -321,7 +316,9 @@ def _upsert_sql(pg: bool, target: str, with_created: bool) -> str:
     """The upsert keyed by ``target``; only fixed names and placeholders in the text."""
     names = ", ".join(_NAMES)
     if pg:
-        source = f"SELECT {names}, '{SUBSCRIBED}', '{SUBSCRIBED}' FROM {_STAGE}"
+        fields = ", ".join(f"{c} {_TYPES.get(c, 'VARCHAR')}" for c in _NAMES)
+        source = (f"SELECT {names}, '{SUBSCRIBED}', '{SUBSCRIBED}' "
+                  f"FROM jsonb_to_recordset(%(rows)s::jsonb) AS v({fields})")
     else:
         source = f"VALUES ({', '.join(['?'] * len(_NAMES))}, '{SUBSCRIBED}', '{SUBSCRIBED}')"
     sets = [f"{c} = coalesce(excluded.{c}, contacts.{c})" for c in _UPDATABLE if c != target]

@@ -209,3 +209,23 @@ def test_long_numbers_and_unicode_attributes_import_whole(engine: Engine, tmp_pa
     # A second import of the same file updates in place (the stage table is reused).
     again = import_contacts(engine, write(tmp_path, "long.csv", text))
     assert (again.inserted, again.updated) == (0, 1)
+
+
+def test_values_the_database_cannot_store_reject_only_their_row(engine: Engine,
+                                                                tmp_path: Path) -> None:
+    # A NUL character: PostgreSQL's text and JSON refuse it. The chunk is retried row by
+    # row, so that row alone is rejected with the database's reason; quotes, backslashes
+    # and JSON-looking text are stored as they are.
+    text = ("email,first_name,note\n"
+            "a@x.org,Ann,\"quote \"\" and \\\\ back\"\n"
+            "b@x.org,B\x00b,plain\n"
+            "c@x.org,Cy,\"{\"\"not\"\": \"\"json\"\"}\"\n"
+            "d@x.org,Di,nul \x00 here\n")
+    report = import_contacts(engine, write(tmp_path, "nul.csv", text))
+    pg = engine.dialect.name == "postgresql"
+    assert report.inserted == (2 if pg else 4)
+    assert [r.line for r in report.rejected] == ([3, 5] if pg else [])
+    with engine.connect() as conn:
+        got = {r.email: (r.first_name, r.attributes) for r in conn.execute(select(contacts))}
+    assert got["a@x.org"] == ("Ann", {"note": 'quote " and \\\\ back'})
+    assert got["c@x.org"] == ("Cy", {"note": '{"not": "json"}'})
