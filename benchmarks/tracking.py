@@ -169,6 +169,14 @@ def _cpu_tree(root: int) -> tuple[float, float]:
     return own, sum(stats[pid][1] for pid in family)
 
 
+def _queue_depth(port: int) -> int:
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    match = re.search(r"^reach_tracking_queue_depth (\d+)", text, re.M)
+    return int(match.group(1)) if match else -1
+
+
 def _server_200s(port: int) -> int:
     import httpx
 
@@ -285,13 +293,18 @@ def main() -> None:
                         rounds[name].append(load)
                 soak = (_load_wrk(wrk, ports["full"], paths, args, work, args.soak) if wrk
                         else _load_httpx(ports["full"], paths, args, args.soak))
+                # Events answered but not yet written: a writer that keeps pace holds about
+                # one batch. (With several workers this is the one worker that answered.)
+                backlog = _queue_depth(ports["full"])
                 time.sleep(0.5)  # replies in flight when the load stopped
                 server_200 = _server_200s(ports["full"]) if args.workers == 1 else -1
             finally:
+                stopping = time.monotonic()
                 for proc in procs.values():
                     proc.send_signal(signal.SIGTERM)
-                for proc in procs.values():
-                    proc.wait(timeout=120)
+                procs["full"].wait(timeout=300)
+                drain = time.monotonic() - stopping  # the shutdown writes what is queued
+                procs["bare"].wait(timeout=120)
         persisted = _count(url)
     finally:
         with admin.begin() as conn:
@@ -328,7 +341,9 @@ def main() -> None:
         print(f"p99 per round, {name}: " + ", ".join(f"{r['p99_ms']:.1f}" for r in rounds[name])
               + " ms")
     print(f"then {args.soak}s of continuous load on the full route: {soak['rps']:,.0f} req/s, "
-          f"p99 {soak['p99_ms']:.2f} ms, {soak['non_2xx']:,} non-2xx; then SIGTERM")
+          f"p99 {soak['p99_ms']:.2f} ms, {soak['non_2xx']:,} non-2xx; events queued when it "
+          f"stopped: {backlog:,}{' (one worker)' if args.workers > 1 else ''}; then SIGTERM, "
+          f"shutdown (writing what was queued) took {drain:.1f} s")
     answered = server_200
     if answered >= 0:
         print(f"persisted opens: {persisted:,}; 200 answers counted by the server: "
