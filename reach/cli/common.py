@@ -58,6 +58,10 @@ def engine(cfg: Any = None) -> Any:
 def quiet_prefect() -> None:
     """Prefect's own logs stay quiet unless --verbose; set before Prefect is imported."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The ephemeral API server's first start on a fresh machine (bytecode compiled, its
+    # database created and migrated) took over Prefect's default 20 s here, and `make demo`
+    # failed with "Timed out while attempting to connect to ephemeral Prefect API server".
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
     if not state.verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
