@@ -64,6 +64,17 @@ class Journal:
     def outcome(self, ledger_id: int, delivered: bool) -> None:
         os.write(self._fd, b"s %d\n" % ledger_id if delivered else b"n %d\n" % ledger_id)
 
+    def attempt_many(self, ledger_ids: list[int]) -> None:
+        """A chunk handed over at once (the outbox): one write for all its attempts."""
+        if ledger_ids:
+            self._dirty = True
+            os.write(self._fd, b"".join(b"a %d\n" % i for i in ledger_ids))
+
+    def outcome_many(self, ledger_ids: list[int], delivered: bool) -> None:
+        kind = b"s" if delivered else b"n"
+        if ledger_ids:
+            os.write(self._fd, b"".join(b"%s %d\n" % (kind, i) for i in ledger_ids))
+
     def settled(self) -> None:
         """The chunk's outcomes are committed to the ledger: start afresh."""
         if self._dirty:

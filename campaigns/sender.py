@@ -2,8 +2,9 @@
 
 The per-contact path does only what must be per contact: Jinja on the compiled template,
 one message token, the MIME fill. Templates are loaded once per variant per batch. Rows are
-claimed in small chunks so that a crash leaves at most one chunk in ``sending`` (reported as
-``unknown``, never resent blindly).
+claimed in small chunks so that a crash leaves at most two chunks in ``sending`` (the one
+being pushed and the next, claimed and rendered meanwhile); the in-flight journal tells
+which of them left, the rest are reported ``unknown``, never resent blindly.
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ async def push_all(messenger: Messenger, items: list[tuple[dict[str, Any], Any]]
     # DATA) journals the attempt itself; for the others it is journalled before push.
     own_departure = journal is not None and getattr(messenger, "journals_departure", False)
     interval = 1.0 / per_second if per_second else 0.0
+    push_many = getattr(messenger, "push_many", None)
+    if push_many is not None and not interval:
+        return await _push_chunk(messenger, push_many, items, journal)
     start = time.monotonic()
 
     async def one(i: int, msg: Any) -> tuple[str, Any]:
@@ -143,6 +147,30 @@ async def push_all(messenger: Messenger, items: list[tuple[dict[str, Any], Any]]
     results = await asyncio.gather(*(one(i, msg) for i, (_, msg) in enumerate(items)))
     await messenger.flush()
     return list(results)
+
+
+async def _push_chunk(messenger: Messenger, push_many: Callable[..., Any],
+                      items: list[tuple[dict[str, Any], Any]],
+                      journal: Journal | None) -> list[tuple[str, Any]]:
+    """A messenger that writes locally (the outbox) takes a whole chunk in one call."""
+    results: list[tuple[str, Any]] = [("render_error", msg) for _, msg in items]
+    todo = [(i, msg) for i, (_, msg) in enumerate(items) if not isinstance(msg, Exception)]
+    if journal is not None:
+        journal.attempt_many([msg.ledger_id for _, msg in todo])
+    try:
+        sent = await push_many([msg for _, msg in todo])
+    except SendError as exc:
+        if journal is not None and not isinstance(exc, OutcomeUnknownError):
+            journal.outcome_many([msg.ledger_id for _, msg in todo], delivered=False)
+        for i, _ in todo:
+            results[i] = ("error", exc)
+    else:
+        if journal is not None:
+            journal.outcome_many([msg.ledger_id for _, msg in todo], delivered=True)
+        for (i, _), result in zip(todo, sent, strict=True):
+            results[i] = ("sent", result)
+    await messenger.flush()
+    return results
 
 
 def send_claimed(settings: Settings, engine: Engine, plan: Any, where: ColumnElement[bool], *,
@@ -180,18 +208,42 @@ async def _send_claimed(settings: Settings, engine: Engine, plan: Any,
     concurrency = int(getattr(messenger, "concurrency", 8))
     per_second = getattr(plan, "throttle_per_second", None)
     done, waited = 0, 0.0
+    # One chunk in flight while the next is claimed and rendered: a local messenger (the
+    # outbox) writes chunk N in its thread meanwhile. Chunk N is marked, and the journal
+    # settled, before chunk N+1 starts to push, so the journal never holds two chunks.
+    inflight: tuple[list[tuple[dict[str, Any], Any]], asyncio.Task[Any]] | None = None
+
+    async def settle() -> None:
+        nonlocal inflight
+        if inflight is None:
+            return
+        items, task = inflight
+        inflight = None
+        results = await task
+        stop = mark_results(settings, engine, items, results, counts)
+        if journal is not None:
+            journal.settled()
+        if stop is not None:
+            # A misconfigured transport (bad password, TLS, sender) fails every message
+            # alike: stop now instead of burning the list; nothing was delivered.
+            raise stop.to_reach_error()
+        if progress:
+            progress(len(items))
+
     try:
         while limit is None or done < limit:
             with engine.begin() as conn:
                 size = chunk if limit is None else min(chunk, limit - done)
                 rows = ledger.claim(conn, owner=owner, limit=size, where=where)
-                if not rows:
-                    wait = _retry_wait(conn, where, settings, waited)
-                    if wait is None:
-                        break
-                if rows:
-                    people = load_contacts(conn, [r["contact_id"] for r in rows])
+                people = load_contacts(conn, [r["contact_id"] for r in rows]) if rows else {}
             if not rows:
+                if inflight is not None:
+                    await settle()  # its retries may be due now: look again
+                    continue
+                with engine.connect() as conn:
+                    wait = _retry_wait(conn, where, settings, waited)
+                if wait is None:
+                    break
                 waited += wait
                 await asyncio.sleep(wait)
                 continue
@@ -201,18 +253,17 @@ async def _send_claimed(settings: Settings, engine: Engine, plan: Any,
                     items.append((row, render_row(renderers, plan, row, people[row["contact_id"]])))
                 except Exception as exc:  # a template failing for one contact fails that message
                     items.append((row, exc))
-            results = await push_all(messenger, items, concurrency, per_second, journal)
-            stop = mark_results(settings, engine, items, results, counts)
-            if journal is not None:
-                journal.settled()
-            if stop is not None:
-                # A misconfigured transport (bad password, TLS, sender) fails every message
-                # alike: stop now instead of burning the list; nothing was delivered.
-                raise stop.to_reach_error()
+            await settle()
+            inflight = (items, asyncio.create_task(
+                push_all(messenger, items, concurrency, per_second, journal)))
+            await asyncio.sleep(0)  # let it hand the chunk over before the next claim
             done += len(rows)
-            if progress:
-                progress(len(rows))
+        await settle()
     finally:
+        if inflight is not None:
+            # An error elsewhere: let the chunk on its way finish, unmarked (the journal
+            # tells the next run what left), rather than abandon a half-written push.
+            await asyncio.gather(inflight[1], return_exceptions=True)
         await messenger.close()
         if journal is not None:
             journal.close()
