@@ -109,6 +109,29 @@ def enqueue_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
                        returning=messages.c.id)
 
 
+def enqueue_leased(conn: Connection, rows: Sequence[dict[str, Any]], *, owner: str,
+                   lease: timedelta = timedelta(minutes=10)) -> list[dict[str, Any]]:
+    """Insert rows already claimed by ``owner`` (``sending``, one attempt) and return them
+    as :func:`claim` would: for a sender that sends what it just queued (a journey tick),
+    the claim's UPDATE of every row and its round trips are saved.
+
+    Only for an owner whose in-flight journal is already open: a crash before the first
+    attempt then finds the rows in the journal's care, and puts them back in the queue.
+    """
+    if not rows:
+        return []
+    now = clock.now()
+    keys = {k for row in rows for k in row}
+    values = [{"step_id": None, "variant": None, "to_address": None,
+               **{k: None for k in keys}, **row,
+               "status": SENDING, "attempts": 1, "created_at": now, "attempted_at": now,
+               "lease_owner": owner, "lease_until": now + lease} for row in rows]
+    inserted = dict(insert_rows(conn, messages, values, conflict=["idempotency_key"],
+                                returning=[messages.c.idempotency_key, messages.c.id]))
+    return [{**row, "id": inserted[row["idempotency_key"]]} for row in values
+            if row["idempotency_key"] in inserted]
+
+
 def claim(
     conn: Connection,
     *,

@@ -37,6 +37,7 @@ from reach.settings import Settings
 
 T = TypeVar("T")
 CHUNK = 100  # rows claimed at once: the most a crash can leave in an unknown state
+LEASED_CHUNK = 250  # rows rendered and marked at once when they were queued claimed
 
 
 def load_contacts(conn: Any, ids: list[int]) -> dict[int, Any]:
@@ -182,6 +183,15 @@ def send_claimed(settings: Settings, engine: Engine, plan: Any, where: ColumnEle
                                   min(chunk, CHUNK)))
 
 
+def send_rows(settings: Settings, engine: Engine, plan: Any, rows: list[dict[str, Any]], *,
+              owner: str, journal: Journal | None) -> dict[str, Any]:
+    """Render, send and mark rows this owner queued already claimed
+    (:func:`campaigns.ledger.enqueue_leased`), under the journal that was open when they
+    were queued (the caller closes it)."""
+    return run_loop(_send_claimed(settings, engine, plan, None, owner, None, None, LEASED_CHUNK,
+                                  leased=rows, journal=journal))
+
+
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run`` on uvloop when it is installed (it comes with uvicorn[standard]):
     its transports cut the per-message cost of the SMTP conversation."""
@@ -193,16 +203,20 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
 
 
 async def _send_claimed(settings: Settings, engine: Engine, plan: Any,
-                        where: ColumnElement[bool], owner: str,
+                        where: ColumnElement[bool] | None, owner: str,
                         progress: Callable[[int], None] | None,
-                        limit: int | None, chunk: int = CHUNK) -> dict[str, Any]:
+                        limit: int | None, chunk: int = CHUNK, *,
+                        leased: list[dict[str, Any]] | None = None,
+                        journal: Journal | None = None) -> dict[str, Any]:
     from campaigns.channels.registry import open_messenger
 
     counts = {"sent": 0, "failed": 0, "bounced": 0, "retried": 0}
     renderers = Renderers(settings, plan)
     transport = settings.email_transport if plan.channel == "email" else settings.sms_transport
     messenger = open_messenger(plan.channel, transport, settings)
-    journal = open_journal(settings, owner)
+    own_journal = leased is None
+    if own_journal:
+        journal = open_journal(settings, owner)
     if journal is not None and hasattr(messenger, "journals_departure"):
         messenger.journal = journal  # type: ignore[attr-defined]
     concurrency = int(getattr(messenger, "concurrency", 8))
@@ -232,14 +246,22 @@ async def _send_claimed(settings: Settings, engine: Engine, plan: Any,
 
     try:
         while limit is None or done < limit:
-            with engine.begin() as conn:
-                size = chunk if limit is None else min(chunk, limit - done)
-                rows = ledger.claim(conn, owner=owner, limit=size, where=where)
-                people = load_contacts(conn, [r["contact_id"] for r in rows]) if rows else {}
+            size = chunk if limit is None else min(chunk, limit - done)
+            if leased is not None:
+                rows = leased[done:done + size]
+                if rows:
+                    with engine.connect() as conn:
+                        people = load_contacts(conn, [r["contact_id"] for r in rows])
+            else:
+                with engine.begin() as conn:
+                    rows = ledger.claim(conn, owner=owner, limit=size, where=where)
+                    people = load_contacts(conn, [r["contact_id"] for r in rows]) if rows else {}
             if not rows:
                 if inflight is not None:
                     await settle()  # its retries may be due now: look again
                     continue
+                if where is None:
+                    break  # retries of leased rows are queued: the next send finds them
                 with engine.connect() as conn:
                     wait = _retry_wait(conn, where, settings, waited)
                 if wait is None:
@@ -265,7 +287,7 @@ async def _send_claimed(settings: Settings, engine: Engine, plan: Any,
             # tells the next run what left), rather than abandon a half-written push.
             await asyncio.gather(inflight[1], return_exceptions=True)
         await messenger.close()
-        if journal is not None:
+        if journal is not None and own_journal:
             journal.close()
     return counts
 

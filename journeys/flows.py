@@ -81,18 +81,23 @@ def decide_ab_tests(project_dir: str, journey: str) -> dict[str, Any]:
 def tick(project_dir: str) -> dict[str, Any]:
     """Advance every due campaign step and every live journey once."""
     from campaigns.run import worker_id
+    from journeys.parallel import helping
 
-    _, _, project = _context(project_dir)
+    settings, engine, project = _context(project_dir)
     result: dict[str, Any] = {"campaigns": tick_campaigns_task(project_dir), "journeys": {}}
     owner = worker_id()
     for name in sorted(project.journeys):
         stats = runtime.TickStats(**prepare_journey(project_dir, name))
-        while True:
-            batch = runtime.TickStats(**journey_batch.with_options(
-                name=f"journey-batch {name}")(project_dir, name, owner))
-            if not batch.batches:
-                break
-            stats.merge(batch)
+        # On PostgreSQL with many contacts due, helper processes claim batches beside this
+        # loop's tasks (journeys.parallel); their totals join the journey's stats.
+        with helping(settings, engine, _plan(project, name), batch_size=settings.batch_size,
+                     stats=stats):
+            while True:
+                batch = runtime.TickStats(**journey_batch.with_options(
+                    name=f"journey-batch {name}")(project_dir, name, owner))
+                if not batch.batches:
+                    break
+                stats.merge(batch)
         stats.merge(runtime.TickStats(**send_pending(project_dir, name, owner)))
         stats.decisions.update(decide_ab_tests(project_dir, name))
         result["journeys"][name] = stats.to_dict()

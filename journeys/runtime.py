@@ -19,7 +19,15 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, or_, select, update
 
 from campaigns import ledger
-from campaigns.sender import load_contacts, mark_results, push_all, send_claimed
+from campaigns.journal import Journal
+from campaigns.sender import (
+    load_contacts,
+    mark_results,
+    open_journal,
+    push_all,
+    send_claimed,
+    send_rows,
+)
 from journeys import enrol as entry
 from journeys.plan import ChannelPlan, JourneyPlan
 from journeys.steps import EXECUTORS, Tick, Walker
@@ -124,7 +132,34 @@ def run_batch(settings: Settings, engine: Engine, plan: JourneyPlan, *, owner: s
         if not rows:
             return 0
         walkers = _walkers(conn, rows)
-    tick = Tick(plan=plan, now=clock.now(), stats=stats)
+    # The journal opens before any message row is queued, so that rows queued already
+    # claimed (Tick.owner) are in its care from the start: after a crash, the ones never
+    # attempted go back to the queue. Without one (a read-only folder) rows are queued
+    # and claimed as campaigns do.
+    journal = open_journal(settings, owner)
+    tick = Tick(plan=plan, now=clock.now(), stats=stats,
+                owner=owner if journal is not None else None)
+    sending = False
+    try:
+        _walk(engine, plan, tick, walkers)
+        _store(engine, plan, walkers, owner, tick)
+        stats.advanced += len(walkers)
+        stats.batches += 1
+        sending = True
+        _send_new(settings, engine, plan, tick, owner, stats, journal)
+    except BaseException:
+        if not sending:
+            with engine.begin() as conn:  # queued claimed, never attempted: give them back
+                ledger.release(conn, [r["id"] for rs in tick.leased.values() for r in rs])
+        raise
+    finally:
+        if journal is not None:
+            journal.close()
+    return len(walkers)
+
+
+def _walk(engine: Engine, plan: JourneyPlan, tick: Tick, walkers: list[Walker]) -> None:
+    """Execute steps round by round until every walker waits, left, or hit MAX_ROUNDS."""
     pending = walkers
     for _ in range(MAX_ROUNDS):
         if not pending:
@@ -142,11 +177,6 @@ def run_batch(settings: Settings, engine: Engine, plan: JourneyPlan, *, owner: s
             with engine.begin() as conn:
                 EXECUTORS[node.kind](conn, tick, node, group)
         pending = [w for w in pending if w.moving and w.status == entry.ACTIVE]
-    _store(engine, plan, walkers, owner, tick)
-    stats.advanced += len(walkers)
-    stats.batches += 1
-    _send_new(settings, engine, plan, tick.new_ids, owner, stats)
-    return len(walkers)
 
 
 def _store(engine: Engine, plan: JourneyPlan, walkers: list[Walker], owner: str,
@@ -168,9 +198,13 @@ def _add(stats: TickStats, counts: dict[str, Any]) -> None:
     stats.retried += counts.get("retried", 0)
 
 
-def _send_new(settings: Settings, engine: Engine, plan: JourneyPlan,
-              new_ids: dict[str, list[int]], owner: str, stats: TickStats) -> None:
-    for channel, ids in new_ids.items():
+def _send_new(settings: Settings, engine: Engine, plan: JourneyPlan, tick: Tick, owner: str,
+              stats: TickStats, journal: Journal | None) -> None:
+    for channel, rows in tick.leased.items():
+        if rows:
+            _add(stats, send_rows(settings, engine, ChannelPlan(plan, channel), rows,
+                                  owner=owner, journal=journal))
+    for channel, ids in tick.new_ids.items():
         if not ids:
             continue
         # A range, not a list of ids: the claim query runs once per chunk, and a thousand
@@ -255,12 +289,15 @@ async def _send_webhooks(settings: Settings, engine: Engine, plan: JourneyPlan, 
 
 
 def tick_journey(settings: Settings, engine: Engine, plan: JourneyPlan, *, owner: str,
-                 batch_size: int = 500) -> TickStats:
+                 batch_size: int = 500, processes: int | None = None) -> TickStats:
     """One tick of one journey: enrol, then claim and advance due contacts batch by batch
-    until none is due, sending what they queued."""
+    until none is due, sending what they queued (with helper processes on PostgreSQL when
+    many are due: :mod:`journeys.parallel`; ``processes`` overrides ``tick_processes``)."""
+    from journeys.parallel import drain
+
     stats = prepare_tick(settings, engine, plan)
-    while run_batch(settings, engine, plan, owner=owner, batch_size=batch_size, stats=stats):
-        pass
+    drain(settings, engine, plan, owner=owner, batch_size=batch_size, stats=stats,
+          processes=processes)
     send_pending(settings, engine, plan, owner=owner, stats=stats)
     from journeys.abdecide import decide_tests
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, cast, func, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 
 from audiences.compiler import eligible_clause
 from campaigns import ledger
@@ -54,6 +55,10 @@ class Tick:
     now: datetime
     stats: Any
     new_ids: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    # With an open in-flight journal, email and SMS rows are inserted already claimed by
+    # this lease owner and sent from memory (``campaigns.ledger.enqueue_leased``).
+    owner: str | None = None
+    leased: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
 
     def zone(self, w: Walker) -> Any:
         return timing.contact_zone(self.plan.settings.get("timezone", "UTC"), w.tz)
@@ -148,7 +153,10 @@ def _send(conn: Connection, tick: Tick, node: Node, items: list[tuple[Walker, st
                  "variant": variant, "contact_id": w.contact_id, "channel": channel,
                  "to_address": reachable[w.contact_id]}
                 for w, variant, _ in group if w.contact_id in fresh]
-        tick.new_ids[channel].extend(ledger.enqueue_rows(conn, rows))
+        if tick.owner is not None:
+            tick.leased[channel].extend(ledger.enqueue_leased(conn, rows, owner=tick.owner))
+        else:
+            tick.new_ids[channel].extend(ledger.enqueue_rows(conn, rows))
         for w, _, _ in group:
             tick.go(w, node.next)
 
@@ -278,7 +286,12 @@ def run_split(conn: Connection, tick: Tick, node: Node, walkers: list[Walker]) -
 
 def run_update(conn: Connection, tick: Tick, node: Node, walkers: list[Walker]) -> None:
     fresh = record(conn, tick, node, walkers, "updated")
-    if fresh:
+    if fresh and conn.dialect.name == "postgresql":
+        # One statement: jsonb's || replaces top-level keys as the dict merge below does.
+        conn.execute(update(contacts).where(among(conn, contacts.c.id, fresh)).values(
+            attributes=func.coalesce(contacts.c.attributes, cast({}, JSONB))
+            .op("||")(cast(node.config["attributes"], JSONB)), updated_at=tick.now))
+    elif fresh:
         current = dict(conn.execute(select(contacts.c.id, contacts.c.attributes).where(
             among(conn, contacts.c.id, fresh))).all())
         changes = node.config["attributes"]

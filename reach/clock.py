@@ -46,6 +46,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def overridden() -> datetime | None:
+    """The instant a :func:`frozen` block fixed, if any (to hand on to helper processes,
+    which do not share this context; ``REACH_NOW`` they inherit with the environment)."""
+    return _override.get()
+
+
 @contextmanager
 def frozen(at: datetime) -> Iterator[None]:
     """Run a block with the clock fixed at ``at`` (used by the simulator and tests)."""

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         default=1000, ge=1, le=50_000,
         description="Contacts per send batch (one Prefect task each).",
     )
+    tick_processes: int = Field(
+        default=0, ge=0, le=64,
+        description="Processes one journey tick may use on PostgreSQL when many contacts are "
+        "due (helpers claim batches beside it); 0 means one per core. SQLite: always 1.",
+    )
     max_sms_segments: int = Field(
         default=3, ge=1, le=10, description="SMS longer than this many segments fail validation."
     )

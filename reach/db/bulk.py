@@ -75,11 +75,12 @@ def insert_rows(
     rows: Sequence[Mapping[str, Any]],
     *,
     conflict: Sequence[str] | None = None,
-    returning: Column[Any] | None = None,
+    returning: Column[Any] | Sequence[Column[Any]] | None = None,
 ) -> list[Any]:
     """Insert ``rows`` (every row with the same keys); with ``conflict``, rows whose values
     of those columns exist already are skipped; with ``returning``, that column of each
-    inserted row is returned (in no particular order)."""
+    inserted row is returned (in no particular order), or a tuple per row for a list of
+    columns."""
     if not rows:
         return []
     columns = list(rows[0])
@@ -94,9 +95,10 @@ def insert_rows(
     if conflict is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
     if returning is not None:
-        stmt = stmt.returning(returning)
+        several = not isinstance(returning, ColumnElement)
+        stmt = stmt.returning(*returning) if several else stmt.returning(returning)  # type: ignore[misc]
         result = conn.execute(stmt, params) if params is not None else conn.execute(stmt)
-        return [r[0] for r in result]
+        return [tuple(r) for r in result] if several else [r[0] for r in result]
     conn.execute(stmt, params) if params is not None else conn.execute(stmt)
     return []
 
