@@ -96,9 +96,16 @@ class ChannelPlan:
     def __init__(self, plan: JourneyPlan, channel: str) -> None:
         self.plan, self.channel, self.name = plan, channel, plan.name
         self.throttle_per_second = None
+        # A plain dict: the plan's own cache is a pydantic private attribute, whose lookup
+        # cost ~10 µs, twice per message.
+        self._variants: dict[tuple[Any, Any], VariantPlan] = {}
 
     def variant_for(self, row: dict[str, Any]) -> VariantPlan:
-        return self.plan.variant_for(row)
+        key = (row.get("step_id"), row.get("variant"))
+        variant = self._variants.get(key)
+        if variant is None:
+            variant = self._variants[key] = self.plan.variant_for(row)
+        return variant
 
 
 def _message(body: EmailBody | SmsBody, channel: str, default_from: str | None) -> dict[str, Any]:

@@ -108,18 +108,25 @@ def claim_states(conn: Connection, plan: JourneyPlan, *, owner: str, limit: int
         inner = inner.with_for_update(skip_locked=True)
     stmt = (update(js).where(js.c.id.in_(inner.scalar_subquery()), free,
                              js.c.status == entry.ACTIVE)
-            .values(lease_owner=owner, lease_until=now + LEASE).returning(*js.c))
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+            .values(lease_owner=owner, lease_until=now + LEASE)
+            .returning(*(js.c[name] for name in _WALKER_COLUMNS)))
+    return [dict(zip(_WALKER_COLUMNS, r, strict=True)) for r in conn.execute(stmt)]
+
+
+# What a walker needs of its state row (the claim returns only these).
+_WALKER_COLUMNS = ("id", "contact_id", "entry_count", "entered_at", "step_id", "due_at",
+                   "waiting_event", "wait_since", "wait_deadline")
 
 
 def _walkers(conn: Connection, rows: list[dict[str, Any]]) -> list[Walker]:
     tz = dict(conn.execute(select(contacts.c.id, contacts.c.timezone).where(
         among(conn, contacts.c.id, [r["contact_id"] for r in rows]))).all())
+    utc = clock.as_utc
     return [Walker(id=r["id"], contact_id=r["contact_id"], entry_count=r["entry_count"],
-                   entered_at=clock.as_utc(r["entered_at"]), step_id=r["step_id"],  # type: ignore[arg-type]
-                   due_at=clock.as_utc(r["due_at"]), waiting_event=r["waiting_event"],
-                   wait_since=clock.as_utc(r["wait_since"]),
-                   wait_deadline=clock.as_utc(r["wait_deadline"]), tz=tz.get(r["contact_id"]))
+                   entered_at=utc(r["entered_at"]), step_id=r["step_id"],  # type: ignore[arg-type]
+                   due_at=utc(r["due_at"]), waiting_event=r["waiting_event"],
+                   wait_since=utc(r["wait_since"]), wait_deadline=utc(r["wait_deadline"]),
+                   tz=tz.get(r["contact_id"]))
             for r in rows]
 
 

@@ -94,6 +94,9 @@ def check_address(address: str) -> str:
     return f"{local}@{domain}"
 
 
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')  # email.utils' own: such a name is quoted
+
+
 def format_address(name: str | None, address: str) -> str:
     """``Name <addr>`` with the name quoted or RFC 2047-encoded; just ``addr`` without one."""
     address = check_address(address)
@@ -101,6 +104,8 @@ def format_address(name: str | None, address: str) -> str:
     if not name:
         return address
     if name.isascii() and "=?" not in name:
+        if not _SPECIALS.search(name):
+            return f"{name} <{address}>"  # what formataddr returns, without its checks
         return formataddr((name, address))
     return f"{encoded_words(name)} <{address}>"
 

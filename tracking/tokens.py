@@ -10,7 +10,6 @@ Keys rotate: tokens signed with any accepted key verify; new tokens use the firs
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 
 
@@ -41,7 +40,8 @@ class Signer:
         self._keys = [k.encode() for k in keys]
 
     def _mac(self, key: bytes, domain: bytes, payload: bytes) -> bytes:
-        return hmac.new(key, domain + b"\x00" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+        # hmac.digest: one call into OpenSSL (the HMAC object costs ~10 µs a message).
+        return hmac.digest(key, domain + b"\x00" + payload, "sha256")[:_MAC_BYTES]
 
     def _sign(self, domain: bytes, payload: bytes) -> str:
         return _b64(payload) + "." + _b64(self._mac(self._keys[0], domain, payload))
