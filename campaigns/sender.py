@@ -36,7 +36,7 @@ from reach.db.schema import BOUNCED, UNSUBSCRIBED, contacts
 from reach.settings import Settings
 
 T = TypeVar("T")
-CHUNK = 100  # rows claimed at once: the most a crash can leave in an unknown state
+CHUNK = 100  # rows claimed at once: a crash can leave two such chunks in 'sending'
 LEASED_CHUNK = 250  # rows rendered and marked at once when they were queued claimed
 
 
