@@ -96,15 +96,18 @@ def enqueue_select(
     return max(0, conn.execute(stmt).rowcount or 0)
 
 
+def _full_rows(rows: Sequence[dict[str, Any]], **fixed: Any) -> list[dict[str, Any]]:
+    """Every row with the same keys (one multi-row INSERT), missing ones None."""
+    keys = {k for row in rows for k in row}
+    return [{"step_id": None, "variant": None, "to_address": None,
+             **{k: None for k in keys}, **row, **fixed} for row in rows]
+
+
 def enqueue_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert explicit rows (journeys: one step for a few contacts); return ids of new rows."""
     if not rows:
         return []
-    now = clock.now()
-    keys = {k for row in rows for k in row}
-    values = [{"step_id": None, "variant": None, "to_address": None,
-               **{k: None for k in keys}, **row,
-               "status": QUEUED, "attempts": 0, "created_at": now} for row in rows]
+    values = _full_rows(rows, status=QUEUED, attempts=0, created_at=clock.now())
     return insert_rows(conn, messages, values, conflict=["idempotency_key"],
                        returning=messages.c.id)
 
@@ -121,11 +124,8 @@ def enqueue_leased(conn: Connection, rows: Sequence[dict[str, Any]], *, owner: s
     if not rows:
         return []
     now = clock.now()
-    keys = {k for row in rows for k in row}
-    values = [{"step_id": None, "variant": None, "to_address": None,
-               **{k: None for k in keys}, **row,
-               "status": SENDING, "attempts": 1, "created_at": now, "attempted_at": now,
-               "lease_owner": owner, "lease_until": now + lease} for row in rows]
+    values = _full_rows(rows, status=SENDING, attempts=1, created_at=now, attempted_at=now,
+                        lease_owner=owner, lease_until=now + lease)
     inserted = dict(insert_rows(conn, messages, values, conflict=["idempotency_key"],
                                 returning=[messages.c.idempotency_key, messages.c.id]))
     return [{**row, "id": inserted[row["idempotency_key"]]} for row in values
