@@ -98,6 +98,15 @@ def _possible(number: phonenumbers.PhoneNumber) -> bool:
     return bool(reason == phonenumbers.ValidationResult.IS_POSSIBLE)
 
 
+@lru_cache(maxsize=4096)
+def _possible_length(code: int, digits: int) -> bool:
+    """Whether a national number of ``digits`` digits (no leading zero) is possible under
+    country ``code``: phonenumbers decides that by the length alone (its possible lengths
+    of the code's main region), so one answer per (code, length) serves every row."""
+    shortest = 10 ** (digits - 1)
+    return _possible(phonenumbers.PhoneNumber(country_code=code, national_number=shortest))
+
+
 _E164 = re.compile(r"^\+([1-9]\d{6,14})$")
 
 
@@ -114,8 +123,7 @@ def _fast_e164(text: str) -> str | None:
             national = digits[size:]
             if national.startswith("0"):  # Italian-style leading zeros: let the parser judge
                 return None
-            number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
-            return text if _possible(number) else None
+            return text if national and _possible_length(code, len(national)) else None
     return None
 
 
