@@ -6,12 +6,15 @@ subscribed on the channel and contacts without an address on it out of every sen
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Select, Text, and_, cast, func, select
+from sqlalchemy import Connection, Engine, Select, Text, and_, cast, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from audiences.consent import status_column
@@ -32,11 +35,17 @@ def eligible_clause(channel: str) -> ColumnElement[bool]:
     )
 
 
+def _eligible(channel: str | None) -> ColumnElement[bool]:
+    """Eligible on ``channel``; with None (exports, samples), every contact not erased."""
+    return eligible_clause(channel) if channel else contacts.c.erased_at.is_(None)
+
+
 def audience_query(
-    where: ColumnElement[bool], channel: str, after_id: int = 0, limit: int | None = None,
+    where: ColumnElement[bool], channel: str | None, after_id: int = 0, limit: int | None = None,
     *, attributes_as_text: bool = False,
 ) -> Select[Any]:
-    """Full contact rows matching ``where`` and eligible on ``channel``, by id after
+    """Full contact rows matching ``where`` and eligible on ``channel`` (None: not erased,
+    whatever the statuses), by id after
     ``after_id`` (keyset pagination: resume from the last id sent). With
     ``attributes_as_text`` the attributes column is the JSON text, for
     :func:`contacts_from_text` to decode a whole batch at once."""
@@ -46,7 +55,7 @@ def audience_query(
                    for c in contacts.c]
     stmt = (
         select(*columns)
-        .where(where, eligible_clause(channel), contacts.c.id > after_id)
+        .where(where, _eligible(channel), contacts.c.id > after_id)
         .order_by(contacts.c.id)
     )
     return stmt.limit(limit) if limit is not None else stmt
@@ -126,7 +135,7 @@ def contact_dict(row: Any) -> dict[str, Any]:
 def iter_audience(
     conn: Connection,
     where: ColumnElement[bool],
-    channel: str,
+    channel: str | None,
     batch_size: int = 1000,
     after_id: int = 0,
 ) -> Iterator[list[Contact]]:
@@ -145,10 +154,64 @@ def iter_audience(
         after_id = batch[-1]["id"]
 
 
+def stream_audience(
+    engine: Engine,
+    where: ColumnElement[bool],
+    channel: str | None,
+    batch_size: int = 5000,
+) -> Iterator[list[Contact]]:
+    """Every contact matching ``where`` (eligible on ``channel``; with None, every contact
+    not erased) in keyset batches, in id order, each batch its own query.
+
+    On PostgreSQL a thread fetches batch n+1 on a connection of its own while the caller
+    decodes and uses batch n: the server's part of each query (about a third of a batch's
+    time) then overlaps with the Python part instead of adding to it. Batches are separate
+    statements either way (as with :func:`iter_audience`), so a contact changed during the
+    stream is seen as it is when its batch is read. SQLite reads in the caller's thread.
+    """
+    if engine.dialect.name != "postgresql":
+        with engine.connect() as conn:
+            yield from iter_audience(conn, where, channel, batch_size)
+        return
+    fetched: queue.Queue[tuple[tuple[str, ...], list[Any]] | BaseException | None] = (
+        queue.Queue(maxsize=2))
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            with engine.connect() as conn:
+                after_id = 0
+                while not stop.is_set():
+                    result = conn.execute(audience_query(where, channel, after_id, batch_size,
+                                                         attributes_as_text=True))
+                    keys = tuple(result.keys())
+                    rows = result.cursor.fetchall()  # plain tuples: no Row objects
+                    if rows:
+                        fetched.put((keys, rows))
+                    if len(rows) < batch_size:
+                        break
+                    after_id = rows[-1][keys.index("id")]
+            fetched.put(None)
+        except BaseException as exc:  # handed to the caller, raised there
+            fetched.put(exc)
+
+    reader = threading.Thread(target=fetch, name="reach-audience", daemon=True)
+    reader.start()
+    try:
+        while (item := fetched.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield contacts_from_text(*item)
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting to put (the caller stopped early)
+            with contextlib.suppress(queue.Empty):
+                fetched.get(timeout=0.05)
+
+
 def count(conn: Connection, where: ColumnElement[bool], channel: str | None = None) -> int:
     """How many contacts match; with ``channel``, only those who can be sent to on it."""
-    eligible = eligible_clause(channel) if channel else contacts.c.erased_at.is_(None)
-    stmt = select(func.count()).select_from(contacts).where(where, eligible)
+    stmt = select(func.count()).select_from(contacts).where(where, _eligible(channel))
     return int(conn.execute(stmt).scalar_one())
 
 

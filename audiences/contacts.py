@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from sqlalchemy import Connection, Engine, or_, select, update
+from sqlalchemy import Connection, Engine, or_, select, true, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.elements import ColumnElement
 
-from audiences.audience import contact_dict
+from audiences.audience import stream_audience
 from audiences.consent import set_status
 from audiences.fields import TYPED, RowError, clean_record
 from reach import clock
@@ -148,13 +149,14 @@ def import_contacts(
 ) -> ImportReport:
     """Import a CSV or JSON-lines file of contacts (see the module doc for the rules).
 
-    ``progress`` is called after each chunk with the number of records read so far.
+    ``progress`` is called after each chunk with the number of records read since its
+    last call (a progress bar's ``advance``).
     """
     records, from_csv = read_records(Path(path))
     report = ImportReport()
     chunk: list[_Row] = []
     keys: set[tuple[str, str]] = set()
-    seen = 0
+    seen = reported = 0
     # One writer thread: the database works on chunk n while this thread parses chunk n+1
     # (drivers release the GIL while the server or SQLite works).
     writer = _Writer(engine)
@@ -185,7 +187,8 @@ def import_contacts(
                 submit(chunk)
                 chunk, keys = [], set()
                 if progress:
-                    progress(seen)
+                    progress(seen - reported)
+                    reported = seen
             chunk.append(row)
             keys |= row_keys
         submit(chunk)
@@ -194,7 +197,7 @@ def import_contacts(
         pool.submit(writer.close).result()
     report.rejected.sort(key=lambda r: r.line)
     if progress:
-        progress(seen)
+        progress(seen - reported)
     return report
 
 
@@ -363,20 +366,6 @@ def _attribute_keys(conn: Connection) -> list[str]:
     return [k for (k,) in conn.exec_driver_sql(sql) if k not in EXPORT_COLUMNS]
 
 
-def _contacts_batches(conn: Connection, size: int = 5000) -> Iterator[list[dict[str, Any]]]:
-    after = 0
-    while True:
-        result = conn.execute(select(contacts).where(
-            contacts.c.erased_at.is_(None), contacts.c.id > after,
-        ).order_by(contacts.c.id).limit(size))
-        keys = list(result.keys())
-        batch = [contact_dict(zip(keys, r, strict=True)) for r in result]
-        if not batch:
-            return
-        yield batch
-        after = batch[-1]["id"]
-
-
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -389,9 +378,15 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def export_contacts(engine: Engine, out: Path | str | IO[str], fmt: str = "csv") -> int:
-    """Write every non-erased contact as CSV (attributes as extra columns) or JSON lines
-    (attributes nested); returns how many were written. Streams in keyset batches."""
+def export_contacts(
+    engine: Engine, out: Path | str | IO[str], fmt: str = "csv", *,
+    where: ColumnElement[bool] | None = None, progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write every non-erased contact (those matching ``where``, a compiled segment, when
+    given) as CSV (attributes as extra columns) or JSON lines (attributes nested); returns
+    how many were written. Streams the audience in keyset batches
+    (:func:`audiences.audience.stream_audience`), so memory stays flat at any size.
+    ``progress`` gets the number of contacts written since its last call."""
     if fmt not in ("csv", "jsonl"):
         raise ReachError("I501", f"unknown export format {fmt!r}", hint="use csv or jsonl")
     written = 0
@@ -400,20 +395,22 @@ def export_contacts(engine: Engine, out: Path | str | IO[str], fmt: str = "csv")
                        if isinstance(out, str | Path) else out)
         with engine.connect() as conn:
             attr_keys = _attribute_keys(conn) if fmt == "csv" else []
-            writer = csv.writer(fh) if fmt == "csv" else None
-            if writer:
-                writer.writerow([*EXPORT_COLUMNS, *attr_keys])
-            for batch in _contacts_batches(conn):
-                for c in batch:
-                    if writer:
-                        attrs = c.get("attributes") or {}
-                        writer.writerow([_cell(c.get(k)) for k in EXPORT_COLUMNS]
-                                        + [_cell(attrs.get(k)) for k in attr_keys])
-                    else:
-                        obj = {k: c.get(k) for k in EXPORT_COLUMNS}
-                        obj["attributes"] = c.get("attributes") or {}
-                        fh.write(json.dumps(obj, default=_cell, ensure_ascii=False) + "\n")
-                written += len(batch)
+        writer = csv.writer(fh) if fmt == "csv" else None
+        if writer:
+            writer.writerow([*EXPORT_COLUMNS, *attr_keys])
+        for batch in stream_audience(engine, true() if where is None else where, None):
+            for c in batch:
+                if writer:
+                    attrs = c.get("attributes") or {}
+                    writer.writerow([_cell(c.get(k)) for k in EXPORT_COLUMNS]
+                                    + [_cell(attrs.get(k)) for k in attr_keys])
+                else:
+                    obj = {k: c.get(k) for k in EXPORT_COLUMNS}
+                    obj["attributes"] = c.get("attributes") or {}
+                    fh.write(json.dumps(obj, default=_cell, ensure_ascii=False) + "\n")
+            written += len(batch)
+            if progress:
+                progress(len(batch))
     return written
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from sqlalchemy import true
 
 from audiences.contacts import ImportReport
 from reach.cli.common import console, engine, err_console, handle_errors, progress_bar, settings
@@ -54,13 +55,25 @@ def contacts_import(file: Path = typer.Argument(..., exists=True, dir_okay=False
 @handle_errors
 def contacts_export(
     out: Path = typer.Argument(..., help="Output file (.csv or .jsonl)"),
+    segment: str | None = typer.Option(None, "--segment", "-s",
+                                       help="Only the members of this segment."),
 ) -> None:
-    """Export every contact with its attributes and subscription status."""
+    """Export every contact (or a segment's members) with attributes and statuses."""
+    from audiences.compiler import count, segment_clause
     from audiences.contacts import export_contacts
 
     fmt = "jsonl" if out.suffix in (".jsonl", ".ndjson") else "csv"
-    count = export_contacts(engine(), out, fmt=fmt)
-    console.print(f"exported {count} contacts to {out}")
+    where = None
+    if segment is not None:
+        _, project = _segment(segment)
+        segs = project.segment_specs()
+        where = segment_clause(segs[segment], segments=segs)
+    eng = engine()
+    with eng.connect() as conn:
+        total = count(conn, true() if where is None else where)
+    with progress_bar("Exporting contacts", total) as advance:
+        written = export_contacts(eng, out, fmt=fmt, where=where, progress=advance)
+    console.print(f"exported {written} contacts to {out}")
 
 
 @contacts_app.command("delete")

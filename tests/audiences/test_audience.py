@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, insert, true
+from sqlalchemy import Engine, func, insert, true
+from sqlalchemy.exc import DBAPIError
 
+from audiences.audience import stream_audience
 from audiences.compiler import (
     ConditionError,
     audience_query,
@@ -82,6 +85,31 @@ def test_keyset_batches_and_contact_dict_shape(engine: Engine, people) -> None:
         rest = conn.execute(audience_query(where, "email", after_id=ids[19])).all()
         assert [r.id for r in rest] == ids[20:]
         assert len(conn.execute(audience_query(where, "email", limit=3)).all()) == 3
+
+
+def test_stream_audience_gives_what_iter_audience_gives(engine: Engine, people) -> None:
+    where = compile_conditions([{"attribute": "plan", "eq": "pro"}], now=NOW)
+    with engine.connect() as conn:
+        expected = [[dict(c) for c in b] for b in iter_audience(conn, where, "email", 4)]
+    streamed = [[dict(c) for c in b] for b in stream_audience(engine, where, "email", 4)]
+    assert streamed == expected and sum(map(len, streamed)) == 25
+    # No channel: everyone not erased, whatever the statuses (an export).
+    ids = [c["id"] for b in stream_audience(engine, true(), None, 7) for c in b]
+    assert ids == [i for i in range(1, 31) if i != 6]
+
+
+def test_stream_audience_stopped_early_or_failing(engine: Engine, people) -> None:
+    where = compile_conditions([], now=NOW)
+    for _ in range(3):  # stopping after one batch frees the reader and its connection
+        stream = stream_audience(engine, where, None, 2)
+        assert [c["id"] for c in next(stream)] == [1, 2]
+        stream.close()
+    assert not [t for t in threading.enumerate() if t.name == "reach-audience"]
+    # An error of the query (here: a function the database does not have) reaches the caller.
+    broken = func.no_such_function(contacts.c.id) > 0
+    with pytest.raises(DBAPIError, match="no_such_function"):
+        for _ in stream_audience(engine, broken, None, 2):
+            pass
 
 
 def test_explain_gives_sql_and_plan(engine: Engine, people) -> None:

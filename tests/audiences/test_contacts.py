@@ -229,3 +229,13 @@ def test_values_the_database_cannot_store_reject_only_their_row(engine: Engine,
         got = {r.email: (r.first_name, r.attributes) for r in conn.execute(select(contacts))}
     assert got["a@x.org"] == ("Ann", {"note": 'quote " and \\\\ back'})
     assert got["c@x.org"] == ("Cy", {"note": '{"not": "json"}'})
+
+
+def test_progress_advances_by_what_was_read_since_the_last_call(engine: Engine,
+                                                                 tmp_path: Path) -> None:
+    rows = "".join(f"p{i}@example.org,P{i}\n" for i in range(4500))
+    steps: list[int] = []
+    report = import_contacts(engine, write(tmp_path, "p.csv", "email,first_name\n" + rows),
+                             progress=steps.append)
+    assert report.inserted == 4500
+    assert len(steps) >= 3 and sum(steps) == 4500  # a bar's advance: increments, not totals

@@ -112,3 +112,33 @@ def test_report_page_served_behind_the_api_key(project: Path, cli) -> None:
         assert page.status_code == 200 and "<svg" in page.text
         assert "autumn-newsletter" in page.text and "<script" not in page.text
         assert httpx.get(f"{base}/no-such-campaign", headers=key).status_code == 404
+
+
+def test_segment_show_count_and_export_of_a_segment(project: Path, cli, tmp_path: Path) -> None:
+    assert cli("contacts", "import", str(project / "contacts.csv")).exit_code == 0
+    with _engine(project).begin() as conn:
+        ids = [r[0] for r in conn.execute(select(contacts.c.id).order_by(contacts.c.id))]
+        conn.execute(update(contacts).where(contacts.c.id.in_(ids[:7]))
+                     .values(attributes={"plan": "vip"}))
+        conn.execute(update(contacts).where(contacts.c.id == ids[0])
+                     .values(email_status="unsubscribed"))
+    (project / "segments" / "vips.yaml").write_text(
+        "segment: vips\nconditions:\n  - attribute: plan\n    eq: vip\n")
+    result = cli("segment", "show", "vips", "-n", "3")
+    assert result.exit_code == 0, result.output
+    assert "vips: 7 contacts (first 3)" in result.output
+    result = cli("segment", "count", "vips", "--json")
+    assert result.exit_code == 0, result.output
+
+    out = tmp_path / "vips.jsonl"
+    result = cli("contacts", "export", str(out), "--segment", "vips")
+    assert result.exit_code == 0, result.output
+    assert "exported 7 contacts" in result.output
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    # An export is of the people, not of a send: the unsubscribed one is in it, with status.
+    assert [c["id"] for c in exported] == ids[:7]
+    assert exported[0]["email_status"] == "unsubscribed"
+    assert {c["attributes"]["plan"] for c in exported} == {"vip"}
+    result = cli("contacts", "export", str(tmp_path / "all.csv"))
+    assert result.exit_code == 0 and f"exported {len(ids)} contacts" in result.output
+    assert cli("contacts", "export", str(out), "--segment", "vipz").exit_code == 1
