@@ -112,7 +112,11 @@ def _segment(name: str):  # type: ignore[no-untyped-def]
 
 @segment_app.command("count")
 @handle_errors
-def segment_count(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+def segment_count(
+    name: str,
+    as_json: bool = typer.Option(False, "--json"),
+    explain: bool = typer.Option(False, "--explain", help="Show the SQL and the query plan."),
+) -> None:
     """How many contacts are in a segment (and how many can be emailed / texted)."""
     from audiences.compiler import count, segment_clause
 
@@ -124,11 +128,23 @@ def segment_count(name: str, as_json: bool = typer.Option(False, "--json")) -> N
         total = count(conn, where)
         email = count(conn, where, channel="email")
         sms = count(conn, where, channel="sms")
-    if as_json:
-        print(json.dumps({"segment": name, "count": total, "email": email, "sms": sms}))
-        return
-    console.print(f"[bold]{name}[/bold]: {total} contacts ({email} reachable by email, "
-                  f"{sms} by SMS)")
+        if as_json:
+            print(json.dumps({"segment": name, "count": total, "email": email, "sms": sms}))
+            return
+        console.print(f"[bold]{name}[/bold]: {total} contacts ({email} reachable by email, "
+                      f"{sms} by SMS)")
+        if explain:
+            _print_explain(conn, where)
+
+
+def _print_explain(conn, where) -> None:  # type: ignore[no-untyped-def]
+    from audiences.compiler import explain as explain_sql
+
+    sql, plan = explain_sql(conn, where)
+    console.print("[bold]SQL[/bold]")
+    console.print(sql, markup=False, highlight=False)
+    console.print("[bold]Plan[/bold]")
+    console.print(plan, markup=False, highlight=False)
 
 
 @segment_app.command("show")
@@ -140,7 +156,6 @@ def segment_show(
 ) -> None:
     """Size, a sample of members, and with --explain the SQL and its plan."""
     from audiences.compiler import audience_query, count, segment_clause
-    from audiences.compiler import explain as explain_sql
 
     cfg, project = _segment(name)
     segs = project.segment_specs()
@@ -158,8 +173,4 @@ def segment_show(
                              "email_status")))
         console.print(table)
         if explain:
-            sql, plan = explain_sql(conn, where)
-            console.print("[bold]SQL[/bold]")
-            console.print(sql, markup=False, highlight=False)
-            console.print("[bold]Plan[/bold]")
-            console.print(plan, markup=False, highlight=False)
+            _print_explain(conn, where)

@@ -129,6 +129,12 @@ def test_segment_show_count_and_export_of_a_segment(project: Path, cli, tmp_path
     assert "vips: 7 contacts (first 3)" in result.output
     result = cli("segment", "count", "vips", "--json")
     assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"segment": "vips", "count": 7, "email": 6, "sms": 7}
+    result = cli("segment", "count", "vips", "--explain")
+    assert result.exit_code == 0, result.output
+    assert "vips: 7 contacts" in result.output and "Plan" in result.output
+    sql = result.output.split("SQL\n", 1)[1].split("Plan")[0]
+    assert "FROM contacts" in sql and "vip" in sql  # values shown inline, for reading
 
     out = tmp_path / "vips.jsonl"
     result = cli("contacts", "export", str(out), "--segment", "vips")
