@@ -1,4 +1,5 @@
-"""A Prefect server for the module's tests, the deployments of prefect.yaml applied once."""
+"""One Prefect server for the session's slow tests, the deployments of prefect.yaml applied
+once (a server start and deploy cost ~13 s; tests clean up what they change on it)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tests.scale.cluster import Cluster
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """`prefect server start` on a free port, a `process` pool, `prefect deploy --all`."""
     home = tmp_path_factory.mktemp("prefect-home")
