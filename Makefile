@@ -24,6 +24,10 @@ test-pg: $(BIN)/.installed  ## the suite on the local PostgreSQL
 test-slow: $(BIN)/.installed  ## Prefect server + workers integration tests
 	$(BIN)/python -m pytest -m slow || [ $$? -eq 5 ]  # 5: none selected
 
+bench: $(BIN)/.installed  ## the audience (issue 4) and journey-tick (issue 5) figures, on PostgreSQL
+	REACH_BENCH_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python benchmarks/audience.py
+	$(BIN)/python benchmarks/journey_tick.py --contacts 100000 --no-trace --database $(PG_TEST_URL)
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
