@@ -137,7 +137,9 @@ def main() -> None:
             _, peak = tracemalloc.get_traced_memory()
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             helper = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-            print(f"peak traced Python memory {peak / 2**20:.1f} MiB; max RSS {rss:.0f} MiB"
+            traced = ("not traced (--no-trace)" if args.no_trace
+                      else f"{peak / 2**20:.1f} MiB")
+            print(f"peak traced Python memory {traced}; max RSS {rss:.0f} MiB"
                   + (f" (largest helper process {helper:.0f} MiB)" if helper else ""))
             engine.dispose()
     finally:

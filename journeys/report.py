@@ -1,23 +1,18 @@
-"""Journey figures: the campaign report's keys, plus a funnel per step and exits by reason.
+"""What only the journey runtime knows: contacts, entries, exits by reason, and per step how
+many reached it and with which outcome.
 
-``reports.journey`` renders this; the figures come from the same helpers as campaigns
-(``reports.campaign``) with the ledger restricted to the journey's rows.
+``reports.journey`` lays the ledger's figures (delivery, engagement, conversions, ROI, per
+step and per variant, computed once per journey with GROUP BY) over these; the two used to
+compute per-step delivery each.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, func, select
 
-from reach.db.schema import journey_states, journey_steps, messages
-from reports.campaign import (
-    _ratio,
-    conversions,
-    delivery_counts,
-    engagement_counts,
-    latest_plan,
-)
+from reach.db.schema import journey_states, journey_steps
 
 
 def _funnel(engine: Engine, name: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
@@ -53,41 +48,16 @@ def _states(engine: Engine, name: str) -> dict[str, Any]:
     return {"contacts": contacts, "entries": entries, "active": active, "exits": exits}
 
 
-def journey_report(engine: Engine, name: str) -> dict[str, Any]:
-    """Every figure of one journey, as plain JSON-able data."""
-    plan = latest_plan(engine, "journey", name) or {}
-    where = and_(messages.c.source_kind == "journey", messages.c.source_name == name)
-    out: dict[str, Any] = {"name": name, "kind": "journey", "channel": "mixed",
-                           "version": plan.get("version")}
-    out.update(delivery_counts(engine, where))
-    out.update(engagement_counts(engine, where))
-    out.update(conversions(engine, where, plan.get("goal")))
-    out["cost"] = 0.0
-    out["currency"] = "EUR"
-    out["open_rate"] = _ratio(out["opens_unique"], out["delivered"])
-    out["human_open_rate"] = _ratio(out["opens_human"], out["delivered"])
-    out["ctr"] = _ratio(out["clicks_unique"], out["delivered"])
-    out["ctor"] = _ratio(out["clicks_unique"], out["opens_unique"])
-    out["roi"] = None
-    out["roas"] = None
-    out["cpa"] = None
-    out.update(_states(engine, name))
+def runtime_figures(engine: Engine, name: str, plan: dict[str, Any]) -> dict[str, Any]:
+    """Contacts, entries, active, exits by reason, and ``steps``: one row per step of the
+    compiled ``plan`` (in its order; then steps only the records know) with ``reached``
+    (distinct contacts) and ``outcomes`` (records by outcome)."""
+    out = _states(engine, name)
     reached, outcomes = _funnel(engine, name)
-    nodes = plan.get("nodes", {})
-    steps = []
-    for step_id in plan.get("order", sorted(reached)):
-        step_where = and_(where, messages.c.step_id == step_id)
-        row: dict[str, Any] = {"step_id": step_id, "kind": nodes.get(step_id, {}).get("kind"),
-                               "reached": reached.get(step_id, 0),
-                               "outcomes": outcomes.get(step_id, {})}
-        if row["kind"] in ("email", "sms", "ab_test", "webhook"):
-            d = delivery_counts(engine, step_where)
-            e = engagement_counts(engine, step_where)
-            row.update({"sent": d["sent"], "delivered": d["delivered"], "failed": d["failed"],
-                        "bounced": d["bounced"], "opens_human": e["opens_human"],
-                        "clicks_human": e["clicks_human"], "opens_unique": e["opens_unique"],
-                        "clicks_unique": e["clicks_unique"],
-                        "unsubscribes": e["unsubscribes"]})
-        steps.append(row)
-    out["steps"] = steps
+    nodes = plan.get("nodes") or {}
+    order = list(plan.get("order") or [])
+    order += sorted(s for s in reached if s not in order)
+    out["steps"] = [{"step_id": step_id, "kind": (nodes.get(step_id) or {}).get("kind"),
+                     "reached": reached.get(step_id, 0), "outcomes": outcomes.get(step_id, {})}
+                    for step_id in order]
     return out

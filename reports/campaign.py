@@ -28,7 +28,6 @@ from reports.counts import (
     concurrent_engine,
     delivery_query,
     engagement_query,
-    group_counts,
     in_parallel,
     merge_rows,
     run_parallel,
@@ -52,32 +51,6 @@ def latest_plan(engine: Engine, kind: str, name: str) -> dict[str, Any] | None:
                                              definitions.c.name == name)
             .order_by(definitions.c.id.desc()).limit(1)).first()
     return dict(row[0]) if row else None
-
-
-def _single(engine: Engine, where: ColumnElement[bool]) -> dict[str, int]:
-    """Counts of the rows selected by ``where``, all groups added up."""
-    groups = group_counts(engine, where)
-    return add_up(list(groups.values()), DELIVERY_KEYS + ENGAGEMENT_KEYS)
-
-
-def delivery_counts(engine: Engine, where: ColumnElement[bool]) -> dict[str, int]:
-    """Ledger counts for the messages selected by ``where`` (kept for ``journeys.report``)."""
-    out = _single(engine, where)
-    return {k: out[k] for k in DELIVERY_KEYS}
-
-
-def engagement_counts(engine: Engine, where: ColumnElement[bool]) -> dict[str, int]:
-    """Opens and clicks (total, unique, human), unsubscribes and complaints."""
-    out = _single(engine, where)
-    return {k: out[k] for k in ENGAGEMENT_KEYS}
-
-
-def conversions(engine: Engine, where: ColumnElement[bool], goal: dict[str, Any] | None,
-                window: Window | None = None) -> dict[str, Any]:
-    """Goal events credited by last touch to the messages selected by ``where``."""
-    groups = attribute(engine, where, goal, window or resolve_window(goal))
-    total = add_up(list(groups.values()), CONVERSION_KEYS)
-    return {"conversions": int(total["conversions"]), "revenue": round(total["revenue"], 2)}
 
 
 def derive(fig: dict[str, Any], cost_spec: dict[str, Any], fixed: float) -> dict[str, Any]:

@@ -1,10 +1,9 @@
 """Journey figures: the campaign report's keys for the whole journey, then per step and per
 variant of each ``ab_test`` step, with the step's stored A/B decision.
 
-``journeys.report`` (the journey engineer's module) adds what only the journey runtime
-knows: contacts, entries, exits by reason and how many reached each step. When it is
-importable its figures are the base and this module's ledger figures are laid over them
-(the same keys, computed once per journey with GROUP BY instead of once per step).
+The ledger's figures are computed here, once per journey with GROUP BY; what only the
+journey runtime knows (contacts, entries, exits by reason, how many reached each step) comes
+from ``journeys.report``.
 """
 
 from __future__ import annotations
@@ -13,20 +12,13 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from journeys.report import runtime_figures
 from reports.attribution import holdout_lift, resolve_window
 from reports.campaign import figures_by_group, latest_plan, rollup, variant_rows
 from reports.counts import Scope, concurrent_engine, timeline
 from reports.variants import DEFAULT_CONFIDENCE, load_decisions
 
 MESSAGE_KINDS = ("email", "sms", "ab_test")
-
-
-def _runtime_figures(engine: Engine, name: str) -> dict[str, Any]:
-    try:
-        from journeys import report as runtime
-    except ImportError:
-        return {}
-    return dict(runtime.journey_report(engine, name))
 
 
 def journey_report(engine: Engine, name: str, *, within: str | None = None,
@@ -42,8 +34,8 @@ def journey_report(engine: Engine, name: str, *, within: str | None = None,
     fixed = float(cost_spec.get("fixed") or 0)
     groups = figures_by_group(engine, scope.where(), goal, window)
     sent_total = sum(g["sent"] for g in groups.values())
-    out: dict[str, Any] = _runtime_figures(engine, name)
-    runtime_steps = {s.get("step_id"): s for s in out.pop("steps", []) or []}
+    out: dict[str, Any] = runtime_figures(engine, name, plan)
+    runtime_steps = {s["step_id"]: s for s in out.pop("steps")}
     out.update({"name": name, "kind": "journey", "channel": "mixed",
                 "version": plan.get("version")})
     total = rollup(list(groups.values()), cost_spec, fixed, sent_total, confidence)
