@@ -192,6 +192,7 @@ def stream_audience(
                                                          attributes_as_text=True))
                     keys = tuple(result.keys())
                     rows = result.cursor.fetchall()  # plain tuples: no Row objects
+                    result.close()
                     if rows:
                         fetched.put((keys, rows))
                     if len(rows) < batch_size:
