@@ -9,6 +9,7 @@ records it once. ``occurred_at`` defaults to now.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -127,11 +128,14 @@ def record_events(conn: Connection, batch: list[dict[str, Any]]) -> int:
     return _write(conn, [(e, ids[e.contact]) for e in parsed])
 
 
-def import_events(engine: Engine, path: Path | str) -> ImportReport:
+def import_events(engine: Engine, path: Path | str, *,
+                  progress: Callable[[int], None] | None = None) -> ImportReport:
     """Import a JSON-lines file of events; ``inserted`` counts new events, ``duplicates``
-    those already recorded (same ``id``), and bad lines / unknown contacts are rejected."""
+    those already recorded (same ``id``), and bad lines / unknown contacts are rejected.
+    ``progress`` gets the number of lines read since its last call, after each chunk."""
     report = ImportReport()
     chunk: list[tuple[int, str, _Event]] = []
+    reported = line = 0
     with Path(path).open(encoding="utf-8-sig") as fh:
         for line, text in enumerate(fh, start=1):
             text = text.strip()
@@ -146,7 +150,12 @@ def import_events(engine: Engine, path: Path | str) -> ImportReport:
             if len(chunk) >= CHUNK:
                 _import_chunk(engine, chunk, report)
                 chunk = []
+                if progress:
+                    progress(line - reported)
+                    reported = line
     _import_chunk(engine, chunk, report)
+    if progress:
+        progress(line - reported)
     report.rejected.sort(key=lambda r: r.line)
     return report
 

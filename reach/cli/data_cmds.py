@@ -93,7 +93,9 @@ def events_import(file: Path = typer.Argument(..., exists=True, dir_okay=False))
     """Import JSON lines of {contact, type, occurred_at, properties, id}."""
     from audiences.events import import_events
 
-    report = import_events(engine(), file)
+    eng = engine()
+    with progress_bar("Importing events", _count_lines(file)) as advance:
+        report = import_events(eng, file, progress=advance)
     _print_report(report, "Events")
 
 

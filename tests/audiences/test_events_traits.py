@@ -37,8 +37,10 @@ def test_import_events_is_idempotent_and_rejects_unknown_contacts(engine: Engine
     ]
     path = tmp_path / "e.jsonl"
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
-    report = import_events(engine, path)
+    steps: list[int] = []
+    report = import_events(engine, path, progress=steps.append)
     assert report.inserted == 2 and report.duplicates == 0
+    assert sum(steps) == 6  # every line read, the bad ones too
     assert [(r.line, r.reason.split(" ")[0]) for r in report.rejected] == [
         (3, "unknown"), (4, "invalid"), (5, "'type'"), (6, "invalid")]
     again = import_events(engine, path)
