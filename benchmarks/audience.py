@@ -159,7 +159,8 @@ def bench_stream(engine: Engine, batch: int = 5000, rounds: int = 3) -> None:
     """Medians of ``rounds`` alternating runs after one warm-up of each: whichever ran
     first otherwise paid for reading the table into the page cache."""
     where = compile_conditions(STREAM)
-    _stream_ours(engine, where, batch), _stream_baseline(engine, batch)
+    _stream_ours(engine, where, batch)  # warm-ups, not counted
+    _stream_baseline(engine, batch)
     ours_runs, base_runs = [], []
     for _ in range(rounds):
         ours_runs.append(_stream_ours(engine, where, batch))

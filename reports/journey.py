@@ -44,8 +44,8 @@ def journey_report(engine: Engine, name: str, *, within: str | None = None,
     out["goal"], out["window"] = goal, window.to_dict()
     decisions = load_decisions(engine, scope.test_key)
     nodes = plan.get("nodes") or {}
-    order = list(plan.get("order") or [])
-    order += sorted({s for s, _ in groups if s and s not in order})
+    order = list(runtime_steps)  # the plan's steps in order, then removed ones with records
+    order += sorted({s for s, _ in groups if s and s not in runtime_steps})
     steps = []
     for step_id in order:
         kind = (nodes.get(step_id) or {}).get("kind")

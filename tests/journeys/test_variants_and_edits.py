@@ -97,6 +97,8 @@ def test_editing_a_live_journey_keeps_positions_and_exits_removed_steps(
     # The runtime's figures (reached, outcomes) and the ledger's (sent) on the same step.
     assert by_step["hello"]["sent"] == 3 and by_step["hello"]["reached"] == 3
     assert by_step["bye"]["reached"] == 2 and by_step["bye"]["sent"] == 2
+    # A step removed by the edit stays in the report with who reached it before.
+    assert by_step["pause"]["reached"] == 3 and by_step["pause"]["kind"] is None
     assert {"sent", "delivered", "opens_human", "clicks_human", "roi"} <= set(data)
 
 
